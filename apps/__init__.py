@@ -1,0 +1,1 @@
+"""Apps: each plans its tasks (``app.py``) and runs one task on a worker (``task.py``)."""

@@ -1,0 +1,44 @@
+"""Plan ``busy`` tasks: N tasks of a given duration, burning CPU or sleeping."""
+
+from __future__ import annotations
+
+import argparse
+
+from tasks import Task, python_command
+from tasks.app import PlanContext
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="parallel run apps/busy --",
+        description="A test load: N tasks that burn CPU or sleep for a set time.",
+    )
+    p.add_argument("--count", type=int, default=16, help="number of tasks (default 16)")
+    p.add_argument("--seconds", type=float, default=1.0, help="duration of each task (default 1)")
+    p.add_argument(
+        "--mode", choices=("cpu", "sleep"), default="cpu",
+        help="cpu: spin a core for the duration; sleep: idle (shows scheduler overhead)",
+    )
+    p.add_argument("--fail-every", type=int, default=0,
+                   help="make every k-th task exit 1 (to exercise retries); 0 = never")
+    p.add_argument("--outputs", action="store_true",
+                   help="each task writes out/busy-<i>.txt under the run directory")
+    return p
+
+
+def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
+    if args.count < 0 or args.seconds < 0:
+        raise ValueError("--count and --seconds must be >= 0")
+    tasks = []
+    for i in range(args.count):
+        argv = ["--index", str(i), "--seconds", str(args.seconds), "--mode", args.mode]
+        if args.fail_every and (i + 1) % args.fail_every == 0:
+            argv += ["--fail"]
+        outputs: tuple[str, ...] = ()
+        if args.outputs:
+            out = ctx.run_dir / "out" / f"busy-{i:05d}.txt"
+            argv += ["--output", str(out)]
+            outputs = (str(out),)
+        tasks.append(Task(id=f"busy-{i:05d}", command=python_command("apps.busy.task", argv),
+                          weight=args.seconds, outputs=outputs))
+    return tasks

@@ -1,0 +1,40 @@
+"""Run one busy task on a worker: ``python -m apps.busy.task --index I --seconds S``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+
+from tasks.outputs import atomic_write
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="apps.busy.task")
+    p.add_argument("--index", type=int, required=True)
+    p.add_argument("--seconds", type=float, default=1.0)
+    p.add_argument("--mode", choices=("cpu", "sleep"), default="cpu")
+    p.add_argument("--fail", action="store_true")
+    p.add_argument("--output")
+    a = p.parse_args(argv)
+    end = time.perf_counter() + a.seconds
+    if a.mode == "sleep":
+        time.sleep(a.seconds)
+    else:
+        n = 0
+        while time.perf_counter() < end:
+            n += sum(range(1000))
+    if a.output:
+        with atomic_write(a.output) as f:
+            f.write(f"busy {a.index} {a.seconds} {a.mode}\n")
+    print(f"busy task {a.index} done on {socket.gethostname()} pid {os.getpid()}")
+    if a.fail:
+        print(f"busy task {a.index}: failing on purpose (--fail-every)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Load shards into MySQL/MariaDB: LOAD DATA LOCAL INFILE of a validated temp file, one
+transaction per shard together with its ledger row, failover across Galera nodes."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable
+
+import pymysql
+
+from csv_to_database.errors import ShardError, UsageError
+from csv_to_database.ledger import Ledger
+from csv_to_database.schema import mysql_columns
+from csv_to_database.shard import Column, Shard, ShardReader, write_mysql_file
+from csv_to_database.targets import (
+    NODE_DOWN_CODES,
+    RETRY_CODES,
+    Credentials,
+    Target,
+    connect_mysql,
+    error_code,
+)
+
+MODES = {"replace": "REPLACE", "ignore": "IGNORE", "insert": ""}
+DUPLICATE_KEY = 1062  # ER_DUP_ENTRY: expected (and skipped rows) under --ignore only
+ATTEMPTS = 8  # tries per shard across failovers/deadlocks: backoff 0.25 s .. 32 s
+_AT_ROW = re.compile(r"at row (\d+)")
+_RECORDS = re.compile(rb"Records: (\d+)")
+
+
+class MySQLLoader:
+    """One connection (one worker) loading shards into ``table``; reconnects on node failure."""
+
+    def __init__(self, target: Target, creds: Credentials, table: str, mode: str,
+                 reload: bool, tmpdir: str, first_host: int = 0) -> None:
+        self.target = target
+        self.creds = creds
+        self.table = table
+        self.mode = mode
+        self.reload = reload
+        self.tmpdir = tmpdir
+        self.host = first_host
+        self.conn = None
+        self.ledger = Ledger("mysql")
+        self.columns: dict[str, Column] = {}
+
+    # -- connection -------------------------------------------------------------------------
+    def connect(self) -> None:
+        """(Re)connect, starting with the current host; on failure the next hosts are tried."""
+        self.close()
+        self.conn, self.host = connect_mysql(self.target, self.creds, start=self.host)
+        with self.conn.cursor() as cur:
+            # Every warning must be seen to be refused (64 is the default cap); 65535 = max.
+            cur.execute("SET SESSION max_error_count = 65535")
+            # A concurrent loader holding a shard's ledger key may take long: wait for it.
+            cur.execute("SET SESSION innodb_lock_wait_timeout = 3600")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # noqa: BLE001 - a dead connection may fail to close; it is gone anyway
+                pass
+            self.conn = None
+
+    # -- setup (one loader does this before the workers start) ------------------------------
+    def prepare(self, create_sql: str | None) -> dict[str, Column]:
+        """Ensure the ledger (and with ``create_sql`` the table) exist; return the table's columns."""
+        if self.conn is None:
+            self.connect()
+        with self.conn.cursor() as cur:
+            cur.execute(self.ledger.ddl())
+            cols = mysql_columns(cur, self.table)
+            if not cols and create_sql:
+                try:
+                    cur.execute(create_sql)
+                except pymysql.err.OperationalError as e:
+                    if error_code(e) != 1050:  # 1050: created meanwhile by another loader
+                        raise UsageError(f"--create failed: {e.args[-1]} (fix the schema)") from None
+                cols = mysql_columns(cur, self.table)
+        if not cols:
+            raise UsageError(f"table {self.table} does not exist in {self.target.display()} "
+                             "(add --create, with --schema FILE.sql if no app ships it)")
+        self.columns = cols
+        return cols
+
+    # -- one shard ---------------------------------------------------------------------------
+    def load(self, shard: Shard, progress: Callable[[int], None] | None = None) -> str:
+        """Load one shard exactly once: returns ``"loaded"`` or ``"skipped"``; raises ShardError."""
+        tmp = None
+        try:
+            for attempt in range(ATTEMPTS):
+                try:
+                    if self.conn is None:
+                        self.connect()
+                    with self.conn.cursor() as cur:
+                        entry = self.ledger.lookup(cur, self.table, shard.name)
+                    if self.ledger.decide(shard, entry, self.reload) == "skip":
+                        shard.rows = entry.nrows
+                        return "skipped"
+                    if tmp is None:
+                        tmp = self._write_temp(shard, progress)
+                    return self._load_once(shard, tmp)
+                except (pymysql.err.OperationalError, pymysql.err.InterfaceError,
+                        pymysql.err.InternalError, OSError) as e:
+                    code = error_code(e)
+                    retryable = code in RETRY_CODES or isinstance(
+                        e, (pymysql.err.InterfaceError, OSError))
+                    if not retryable or attempt + 1 == ATTEMPTS:
+                        raise ShardError(shard.path, None,
+                                         f"database error: {self.creds.password.scrub(str(e))}",
+                                         "nothing of this shard was committed; rerun") from None
+                    if code in NODE_DOWN_CODES or not isinstance(e, pymysql.err.OperationalError):
+                        self.host += 1  # this node is gone: fail over to the next one
+                    self.close()
+                    time.sleep(min(0.25 * 2 ** attempt, 32))
+            raise AssertionError("unreachable")
+        finally:
+            if tmp is not None:
+                os.unlink(tmp)
+
+    def _write_temp(self, shard: Shard, progress) -> str:
+        """Validate the shard into a private temp file in LOAD DATA's native format."""
+        fd, tmp = tempfile.mkstemp(prefix="shard-", suffix=".tsv", dir=self.tmpdir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as out:
+                write_mysql_file(ShardReader(shard, self.table, self.columns, progress), out)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return tmp
+
+    def _load_once(self, shard: Shard, tmp: str) -> str:
+        conn = self.conn
+        conn.begin()
+        try:
+            with conn.cursor() as cur:
+                if self.ledger.claim(cur, self.table, shard, self.reload,
+                                     pymysql.err.IntegrityError) == "skip":
+                    conn.rollback()
+                    return "skipped"
+                collist = ", ".join(f"`{c.name}`" for c in shard.columns)
+                cur.execute(
+                    f"LOAD DATA LOCAL INFILE %s {MODES[self.mode]} INTO TABLE `{self.table}`"
+                    " CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\'"
+                    f" LINES TERMINATED BY '\\n' ({collist})", (tmp,))
+                self._check_load(cur, shard)
+                self.ledger.finish(cur, self.table, shard)
+            conn.commit()
+            return "loaded"
+        except BaseException:
+            try:
+                conn.rollback()
+            except Exception:  # noqa: BLE001 - connection lost: the server rolls back itself
+                pass
+            raise
+
+    def _check_load(self, cur, shard: Shard) -> None:
+        """Refuse the shard if LOAD DATA warned (truncation, bad number, NULL in NOT NULL...)
+        or saw a different number of records than we validated."""
+        result = getattr(cur, "_result", None)  # pymysql keeps the OK packet's info text here
+        message = getattr(result, "message", None) or b""
+        if cur.warning_count:
+            cur.execute("SHOW WARNINGS")
+            for _level, code, text in cur.fetchall():
+                if code == DUPLICATE_KEY and self.mode == "ignore":
+                    continue
+                m = _AT_ROW.search(text)
+                line = shard.line_of(int(m.group(1))) if m else None
+                if code == DUPLICATE_KEY:
+                    line = line or self._line_of_key(shard, text)
+                    raise ShardError(shard.path, line, f"duplicate key: {text}",
+                                     "--insert refuses duplicates; use --replace or --ignore")
+                raise ShardError(shard.path, line, f"MySQL refused a value: {text}",
+                                 "fix the value; nothing of this shard was committed")
+        m = _RECORDS.search(message)
+        if m and int(m.group(1)) != shard.rows:
+            raise ShardError(shard.path, None,
+                             f"LOAD DATA read {m.group(1)} records, the CSV has {shard.rows}",
+                             "report this as a bug")
+
+    def _line_of_key(self, shard: Shard, text: str) -> int | None:
+        """Line of the first record whose primary-key value is the duplicate in ``text``."""
+        m = re.search(r"Duplicate entry '(.*)' for key", text)
+        pk = [i for i, c in enumerate(shard.columns) if c.pk]
+        if not m or len(pk) != 1:
+            return None
+        want = m.group(1)
+        dummy = Shard(shard.path, shard.size, shard.sha256)
+        for n, row in enumerate(ShardReader(dummy, self.table, self.columns).records(), 1):
+            if row[pk[0]] == want:
+                return dummy.line_of(n)
+        return None

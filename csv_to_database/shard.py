@@ -1,0 +1,255 @@
+"""Read one CSV shard: digest, header check, row-by-row validation with file:line.
+
+The shard is parsed once by Python's ``csv`` module (RFC 4180 quoting: quotes, commas and
+newlines inside quoted fields). For MySQL the rows are rewritten to a private temp file in
+LOAD DATA's native escaped format, so what the server loads is exactly what we validated,
+and empty fields become ``\\N`` (NULL) instead of LOAD DATA's '' or 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import re
+from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from csv_to_database.errors import ShardError
+
+# Largest field accepted (bytes of text). csv's default is 128 KiB; 16 MiB is MySQL's
+# default max_allowed_packet, far above any column of the tables we load.
+FIELD_LIMIT = 16 * 1024 * 1024
+PROGRESS_EVERY = 20000  # rows between progress callbacks: ~50 calls per million rows
+_SPECIAL = re.compile(r"[\\\n\r\x00]").search
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the target table: canonical name, value kind and key flags."""
+
+    name: str
+    kind: str  # "int", "float" or "text": how SQLite values are checked/converted
+    pk: bool = False
+    notnull: bool = False
+
+
+@dataclass
+class Shard:
+    """A shard file with its identity (what the ledger records)."""
+
+    path: Path
+    size: int = 0
+    sha256: str = ""
+    rows: int = 0
+    columns: list[Column] = field(default_factory=list)
+    # physical line number where each data record starts (to map "at row N" to file:line)
+    lines: array = field(default_factory=lambda: array("q"))
+
+    @property
+    def name(self) -> str:
+        """The ledger key: the file's base name."""
+        return self.path.name
+
+    def line_of(self, record: int) -> int | None:
+        """File line of 1-based data record ``record``."""
+        return self.lines[record - 1] if 0 < record <= len(self.lines) else None
+
+
+def digest(path: Path) -> tuple[int, str]:
+    """``(size, sha256 hex)`` of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            n += len(chunk)
+    return n, h.hexdigest()
+
+
+class _HashingReader(io.RawIOBase):
+    """A raw reader that hashes and counts the bytes as the CSV parser consumes them."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+        self.h = hashlib.sha256()
+        self.n = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self.f.readinto(b)
+        if n:
+            self.h.update(memoryview(b)[:n])
+            self.n += n
+        return n or 0
+
+
+def match_header(path: Path, header: list[str], table: str,
+                 table_cols: dict[str, Column]) -> list[Column]:
+    """Map header names onto table columns (case-insensitive); every problem names the columns."""
+    names = [h.strip() for h in header]
+    if not names or names == [""]:
+        raise ShardError(path, 1, "empty header line", "the first line must name the columns")
+    seen: set[str] = set()
+    dups = [n for n in names if n.lower() in seen or seen.add(n.lower())]
+    if dups:
+        raise ShardError(path, 1, f"duplicate header column(s): {', '.join(dups)}",
+                         "each column may appear once")
+    unknown = [n for n in names if n.lower() not in table_cols]
+    if unknown:
+        missing = [c.name for c in table_cols.values() if c.name.lower() not in seen]
+        hint = f"; table columns not in the header: {', '.join(missing[:10])}" if missing else ""
+        raise ShardError(path, 1, f"header column(s) not in table {table}: "
+                         f"{', '.join(repr(u) for u in unknown[:10])}{hint}",
+                         "fix the header or the table schema")
+    cols = [table_cols[n.lower()] for n in names]
+    pk_missing = [c.name for c in table_cols.values() if c.pk and c.name.lower() not in seen]
+    if pk_missing:
+        raise ShardError(path, 1, f"header lacks primary key column(s) {', '.join(pk_missing)} "
+                         f"of table {table}", "add them to the CSV")
+    return cols
+
+
+class ShardReader:
+    """Iterate a shard's records as lists of strings, checking shape, NULs and the digest."""
+
+    def __init__(self, shard: Shard, table: str, table_cols: dict[str, Column],
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.shard = shard
+        self.table = table
+        self.table_cols = table_cols
+        self.progress = progress
+
+    def records(self) -> Iterator[list[str]]:
+        """Yield data records; fills ``shard.columns``, ``shard.rows`` and ``shard.lines``."""
+        shard = self.shard
+        path = shard.path
+        csv.field_size_limit(FIELD_LIMIT)
+        with open(path, "rb", buffering=0) as raw:
+            hr = _HashingReader(raw)
+            text = io.TextIOWrapper(io.BufferedReader(hr, 1 << 20), encoding="utf-8-sig",
+                                    newline="")
+            reader = csv.reader(text, strict=True)
+            line = 0
+            try:
+                header = next(reader, None)
+                if header is None:
+                    raise ShardError(path, 1, "empty file: no header line",
+                                     "a shard starts with a header naming the columns")
+                if any("\x00" in h for h in header):
+                    raise ShardError(path, 1, "NUL byte in the header", "remove it")
+                shard.columns = match_header(path, header, self.table, self.table_cols)
+                ncols = len(shard.columns)
+                line = reader.line_num
+                lines = shard.lines
+                sent = 0
+                for row in reader:
+                    start = line + 1
+                    line = reader.line_num
+                    if not row:
+                        continue  # blank line
+                    if len(row) != ncols:
+                        raise ShardError(path, start, f"{len(row)} fields, header has {ncols}",
+                                         "quote fields that contain commas or newlines")
+                    lines.append(start)
+                    if self.progress and len(lines) % PROGRESS_EVERY == 0:
+                        self.progress(hr.n - sent)
+                        sent = hr.n
+                    yield row
+            except csv.Error as e:
+                raise ShardError(path, reader.line_num or line + 1, f"malformed CSV: {e}",
+                                 "check quoting") from None
+            except UnicodeDecodeError as e:
+                raise ShardError(path, line + 1, f"not UTF-8: {e.reason} at byte {e.start}",
+                                 "re-export the shard as UTF-8") from None
+            if hr.n != shard.size or hr.h.hexdigest() != shard.sha256:
+                raise ShardError(path, None, "file changed while it was being loaded",
+                                 "wait for the writer to finish, then rerun")
+            shard.rows = len(lines)
+            if self.progress:
+                self.progress(hr.n - sent)
+
+
+def nul_error(shard: Shard, record: int, row: list[str]) -> ShardError:
+    """The error for a NUL byte in ``row``: NUL is not text, and MySQL would cut the value."""
+    col = next(c.name for c, v in zip(shard.columns, row, strict=True) if "\x00" in v)
+    return ShardError(shard.path, shard.line_of(record), f"NUL byte in column {col}",
+                      "remove NUL bytes from the data")
+
+
+def write_mysql_file(reader: ShardReader, out) -> None:
+    """Write records to ``out`` in LOAD DATA's default format: tab-separated, ``\\``-escaped,
+    ``\\N`` for empty fields (= NULL)."""
+    write = out.write
+    special = _SPECIAL
+    ncols = 0
+    for row in reader.records():
+        if not ncols:
+            ncols = len(reader.shard.columns)
+        joined = "\t".join(row)
+        if special(joined) or joined.count("\t") != ncols - 1:
+            # rare path: escape each field (and refuse NUL)
+            if "\x00" in joined:
+                raise nul_error(reader.shard, len(reader.shard.lines), row)
+            row = [v.translate(_ESCAPES) if v else "\\N" for v in row]
+            joined = "\t".join(row)
+        elif "" in row:
+            joined = "\t".join([v if v else "\\N" for v in row])
+        write(joined)
+        write("\n")
+
+
+def sqlite_rows(reader: ShardReader) -> Iterator[tuple]:
+    """Records converted for SQLite: '' -> None, ints and floats parsed and checked.
+
+    SQLite's type affinity would store 'abc' in a DOUBLE column as text; MySQL would refuse
+    it, so we refuse it here too, with the file:line.
+    """
+    shard = reader.shard
+    convs: list[Callable[[str], object]] | None = None
+    for row in reader.records():
+        if convs is None:
+            convs = [_CONVERTERS[c.kind] for c in shard.columns]
+        try:
+            yield tuple([conv(v) if v else None for conv, v in zip(convs, row, strict=True)])
+        except ValueError:
+            yield _bad_value(shard, convs, row)
+
+
+def _text(v: str) -> str:
+    if "\x00" in v:
+        raise ValueError("NUL")
+    return v
+
+
+def _float(v: str) -> float:
+    x = float(v)
+    if not math.isfinite(x):  # MySQL has no NaN/inf in DOUBLE; refuse them in SQLite too
+        raise ValueError(v)
+    return x
+
+
+_CONVERTERS: dict[str, Callable[[str], object]] = {"int": int, "float": _float, "text": _text}
+
+
+def _bad_value(shard: Shard, convs, row: list[str]) -> tuple:
+    record = len(shard.lines)
+    for col, conv, v in zip(shard.columns, convs, row, strict=True):
+        if not v:
+            continue
+        try:
+            conv(v)
+        except ValueError:
+            if "\x00" in v:
+                raise nul_error(shard, record, row) from None
+            shown = v if len(v) <= 40 else v[:40] + "..."
+            raise ShardError(shard.path, shard.line_of(record),
+                             f"bad {col.kind} value {shown!r} for column {col.name}",
+                             "fix the value or leave it empty for NULL") from None
+    raise AssertionError("unreachable: a value failed to convert")

@@ -1,0 +1,258 @@
+"""Where to load: ``--db`` URLs, the password (environment or option file), connections.
+
+URLs::
+
+    sqlite:///relative.db   sqlite:////absolute/path.db
+    mysql://user@host:3306/db
+    mysql://user@h1:3306,h2:3307,h3/db           (a Galera cluster: tried in order)
+    mysql://user@localhost/db?unix_socket=/run/mysqld/mysqld.sock
+
+A password in a URL is refused: it would be visible in ``ps`` and shell history (Lasair's
+old loader passed ``--password=...`` on the command line).
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote
+
+from csv_to_database.errors import ConnectError, UsageError
+
+MYSQL_SCHEMES = ("mysql", "mysql+pymysql", "mariadb", "mariadb+pymysql")
+DEFAULT_PORT = 3306  # MySQL's registered port
+DEFAULT_PASSWORD_ENV = "MYSQL_PWD"  # the variable the mysql client itself reads
+# pymysql error codes meaning "this node is gone or not usable now, try another":
+# 2003 can't connect, 2006 gone away, 2013 lost connection, 1047 WSREP not ready (Galera
+# node not in the primary component), 1053 server shutdown in progress.
+NODE_DOWN_CODES = {2003, 2006, 2013, 1047, 1053}
+# ... and "the transaction lost a race, run it again": 1213 deadlock / Galera certification
+# failure, 1205 lock wait timeout, 1180/1181 error during commit/rollback (Galera aborts).
+RETRY_CODES = NODE_DOWN_CODES | {1213, 1205, 1180, 1181}
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed ``--db``: SQLite file or MySQL host list (several hosts = Galera failover)."""
+
+    kind: str  # "sqlite" or "mysql"
+    database: str = ""
+    path: str | None = None
+    user: str | None = None
+    hosts: tuple[tuple[str, int], ...] = ()
+    unix_socket: str | None = None
+
+    def display(self) -> str:
+        """The target as a string for messages (never holds a password)."""
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.path}"
+        hosts = ",".join(f"{h}:{p}" for h, p in self.hosts)
+        user = f"{self.user}@" if self.user else ""
+        return f"mysql://{user}{hosts}/{self.database}"
+
+
+class Secret:
+    """A password that does not show itself in repr/str (tracebacks, logs)."""
+
+    def __init__(self, value: str | None) -> None:
+        self._value = value
+
+    def get(self) -> str | None:
+        return self._value
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the password replaced by ``***`` (for error messages)."""
+        return text.replace(self._value, "***") if self._value else text
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    __str__ = __repr__
+
+
+@dataclass
+class Credentials:
+    """User and password for MySQL; the password comes from the environment or an option file."""
+
+    user: str | None = None
+    password: Secret = field(default_factory=lambda: Secret(None))
+    source: str = "none"
+
+
+def parse_db_url(url: str) -> Target:
+    """Parse one ``--db`` URL into a :class:`Target` (raises :class:`UsageError`)."""
+    m = re.match(r"^([A-Za-z0-9+]+)://(.*)$", url)
+    if not m:
+        raise UsageError("--db must look like sqlite:///file.db or mysql://user@host:port/db")
+    scheme, rest = m.group(1).lower(), m.group(2)
+    if scheme == "sqlite":
+        if not rest.startswith("/") or len(rest) < 2:
+            raise UsageError("--db sqlite URL must be sqlite:///relative.db or sqlite:////abs/path.db")
+        return Target(kind="sqlite", path=unquote(rest[1:]), database=unquote(rest[1:]))
+    if scheme not in MYSQL_SCHEMES:
+        raise UsageError(f"--db scheme {scheme!r} is not supported (use sqlite:// or mysql://)")
+    rest, _, query = rest.partition("?")
+    netloc, slash, db = rest.partition("/")
+    if not slash or not db or "/" in db:
+        raise UsageError("--db mysql URL needs a database: mysql://user@host:port/db")
+    user = None
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        if ":" in userinfo:
+            # deliberately not echoing the URL: it holds a password
+            raise UsageError("--db must not contain a password (it would show in ps and shell "
+                             "history); set MYSQL_PWD or use --defaults-file / ~/.my.cnf")
+        user = unquote(userinfo) or None
+    hosts = []
+    for part in filter(None, netloc.split(",")):
+        host, colon, port = part.rpartition(":") if ":" in part else (part, "", "")
+        if not colon:
+            host, port = part, str(DEFAULT_PORT)
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise UsageError(f"--db host {part!r} is not host or host:port")
+        hosts.append((host, int(port)))
+    params = parse_qs(query)
+    sock = params.get("unix_socket", params.get("socket", [None]))[0]
+    if not hosts and not sock:
+        raise UsageError("--db mysql URL needs at least one host: mysql://user@host:port/db")
+    return Target(kind="mysql", database=unquote(db), user=user, hosts=tuple(hosts),
+                  unix_socket=sock)
+
+
+def parse_db_urls(urls: list[str] | tuple[str, ...]) -> Target:
+    """Parse one or more ``--db`` values; repeated MySQL URLs to one database merge into one host list."""
+    targets = [parse_db_url(u) for u in urls]
+    if not targets:
+        raise UsageError("--db is required")
+    if len(targets) == 1:
+        return targets[0]
+    first = targets[0]
+    if any(t.kind != "mysql" for t in targets):
+        raise UsageError("several --db values are only allowed for mysql:// (Galera nodes)")
+    if any((t.database, t.user) != (first.database, first.user) for t in targets):
+        raise UsageError("repeated --db values must name the same user and database")
+    hosts = tuple(h for t in targets for h in t.hosts)
+    return Target(kind="mysql", database=first.database, user=first.user, hosts=hosts,
+                  unix_socket=first.unix_socket)
+
+
+def check_identifier(name: str, what: str = "--table") -> str:
+    """``name`` if it is a plain SQL identifier (it is interpolated into SQL, quoted)."""
+    if not _IDENT.match(name) or len(name) > 64:  # 64 = MySQL's identifier length limit
+        raise UsageError(f"{what} {name!r} must be a plain identifier (letters, digits, _)")
+    return name
+
+
+def read_option_file(path: Path) -> dict[str, str]:
+    """The ``[client]`` section of a MySQL option file (``user``, ``password``, ...)."""
+    cp = configparser.RawConfigParser(allow_no_value=True, strict=False,
+                                      comment_prefixes=("#", ";"), inline_comment_prefixes=None)
+    try:
+        with open(path, encoding="utf-8") as f:
+            cp.read_file(f)
+    except (OSError, configparser.Error) as e:
+        raise UsageError(f"cannot read option file {path}: {type(e).__name__} "
+                         "(fix the file or drop --defaults-file)") from None
+    out: dict[str, str] = {}
+    for section in ("client", "csv_to_database"):
+        if cp.has_section(section):
+            for k, v in cp.items(section):
+                v = (v or "").strip()
+                if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"":
+                    v = v[1:-1]
+                out[k.replace("-", "_")] = v
+    return out
+
+
+def find_credentials(target: Target, password_env: str = DEFAULT_PASSWORD_ENV,
+                     defaults_file: str | Path | None = None) -> Credentials:
+    """User and password: the URL's user, the password from ``$password_env``, else the option file.
+
+    The option file is ``defaults_file`` if given, else ``~/.my.cnf`` if it exists.
+    """
+    opts: dict[str, str] = {}
+    if defaults_file is not None:
+        if not Path(defaults_file).is_file():
+            raise UsageError(f"--defaults-file {defaults_file} does not exist")
+        opts = read_option_file(Path(defaults_file))
+    else:
+        home_cnf = Path(os.path.expanduser("~/.my.cnf"))
+        if home_cnf.is_file():
+            opts = read_option_file(home_cnf)
+    user = target.user or opts.get("user") or os.environ.get("USER")
+    if password_env and os.environ.get(password_env) is not None:
+        return Credentials(user, Secret(os.environ[password_env]), f"${password_env}")
+    if "password" in opts:
+        return Credentials(user, Secret(opts["password"]), "option file")
+    return Credentials(user, Secret(None), "none")
+
+
+def connect_sqlite(target: Target) -> sqlite3.Connection:
+    """A SQLite connection in manual-transaction mode (we issue BEGIN IMMEDIATE ourselves)."""
+    # timeout: a concurrent loader holds the write lock for one shard; wait it out (10 min).
+    conn = sqlite3.connect(target.path, timeout=600, isolation_level=None)
+    return conn
+
+
+def connect_mysql(target: Target, creds: Credentials, start: int = 0,
+                  attempts: int = 2):
+    """Connect to the first usable host, starting at index ``start``; return ``(conn, index)``.
+
+    Hosts that refuse, are down or are not in Galera's primary component are skipped.
+    Raises :class:`ConnectError` (bad login, unknown database, every host down).
+    """
+    import pymysql  # local import: SQLite-only use never needs it
+
+    endpoints: list[tuple[str | None, int | None]] = list(target.hosts) or [(None, None)]
+    last = "no host"
+    for rnd in range(attempts):
+        for k in range(len(endpoints)):
+            i = (start + k) % len(endpoints)
+            host, port = endpoints[i]
+            kw = dict(user=creds.user, password=creds.password.get() or "",
+                      database=target.database, charset="utf8mb4", autocommit=True,
+                      local_infile=True, connect_timeout=5, read_timeout=3600,
+                      write_timeout=3600)
+            if host is None:
+                kw["unix_socket"] = target.unix_socket
+            else:
+                kw.update(host=host, port=port)
+            try:
+                conn = pymysql.connect(**kw)
+            except pymysql.err.OperationalError as e:
+                code = e.args[0] if e.args else 0
+                if code in (1045, 1044, 1049):  # access denied / no db privilege / unknown db
+                    raise ConnectError(
+                        f"{target.display()}: {creds.password.scrub(str(e.args[-1]))} "
+                        f"(password taken from {creds.source}; set MYSQL_PWD, --password-env "
+                        "or --defaults-file, and check the database name)") from None
+                last = f"{host}:{port}: {creds.password.scrub(str(e.args[-1]))}"
+                continue
+            if _galera_ready(conn):
+                return conn, i
+            conn.close()
+            last = f"{host}:{port}: Galera node not ready (not in the primary component)"
+        if rnd + 1 < attempts:
+            time.sleep(1.0)  # a Galera view change takes ~1-3 s with the usual timeouts
+    raise ConnectError(f"cannot connect to {target.display()}: {last} "
+                       "(check --db and that the server is running)")
+
+
+def _galera_ready(conn) -> bool:
+    """False for a Galera node that is up but not usable (wsrep_ready OFF); True otherwise."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW STATUS LIKE 'wsrep_ready'")
+        row = cur.fetchone()
+    return row is None or row[1] == "ON"
+
+
+def error_code(exc: BaseException) -> int:
+    """The MySQL error code of a pymysql exception, or 0."""
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else 0

@@ -1,0 +1,257 @@
+"""The worker agent: a stdlib-only Python program the head starts on each worker.
+
+It is sent over the SSH channel as the command itself (compressed source in argv), so nothing
+is installed on a worker.  It speaks JSON lines: commands from the head on stdin, events to the
+head on stdout.  Everything is event-driven: one thread blocks on stdin, one thread per running
+task blocks in ``wait4``, a heartbeat thread sleeps between beats; the main thread only writes.
+
+    head -> agent   {"op": "run", "key", "cmd", "cwd", "env", "timeout", "out", "err", "outputs"}
+                    {"op": "kill", "key"}
+                    EOF on stdin: kill every task and exit (the head went away)
+    agent -> head   {"ev": "hello", "pid", "hostname", "cores", "python", "memfree", "load"}
+                    {"ev": "start", "key", "pid", "t"}
+                    {"ev": "exit", "key", "rc", "sig", "t", "maxrss_kb", "timed_out",
+                     "out_size", "err_size", "out_tail", "err_tail", "missing_outputs"}
+                    {"ev": "hb", "t", "memfree", "load", "running"}
+
+Tasks run as process groups of their own; a timeout or a kill signals the whole group
+(TERM, then KILL after a grace period).  A guardian process forked at start holds a pipe from
+the agent: if the agent itself dies (even by SIGKILL), the guardian sees EOF and kills every
+task group the agent had, so a lost worker never leaves orphans running.
+"""
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+TAIL_BYTES = 2048  # stderr/stdout tail kept in the journal: enough for a traceback's last lines
+KILL_GRACE = 1.0  # seconds between TERM and KILL: lets a task flush, bounded so kills are quick
+
+
+def _memfree():
+    """Available memory in bytes (Linux /proc/meminfo), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _load():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def _tail(path):
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            f.seek(max(0, size - TAIL_BYTES))
+            return size, f.read().decode("utf-8", "replace")
+    except OSError:
+        return 0, ""
+
+
+def _guardian(read_fd):
+    """Child process: track task process groups; kill them all when the agent's pipe closes."""
+    os.setsid()  # do not die with the agent's session when sshd hangs up
+    # Let go of the channel: sshd closes it only when every holder of stdout has exited.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    groups = set()
+    buf = b""
+    while True:
+        try:
+            chunk = os.read(read_fd, 4096)
+        except InterruptedError:
+            continue
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            sign, pgid = line[:1], int(line[1:])
+            if sign == b"+":
+                groups.add(pgid)
+            else:
+                groups.discard(pgid)
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(0)
+
+
+class Agent:
+    def __init__(self, procs, heartbeat):
+        self.procs = procs
+        self.heartbeat = heartbeat
+        self.out = sys.stdout.buffer
+        self.lock = threading.Lock()
+        self.tasks = {}  # key -> Popen
+        self.timed_out = set()
+        self.events = queue.Queue()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(w)
+            _guardian(r)
+        os.close(r)
+        self.guardian_w = w
+
+    def send(self, msg):
+        data = (json.dumps(msg, separators=(",", ":")) + "\n").encode()
+        with self.lock:
+            self.out.write(data)
+            self.out.flush()
+
+    def tell_guardian(self, sign, pgid):
+        try:
+            os.write(self.guardian_w, b"%s%d\n" % (sign, pgid))
+        except OSError:
+            pass
+
+    def run(self, m):
+        key = m["key"]
+        env = dict(os.environ)
+        env["PARALLEL_PYTHON"] = sys.executable  # apps' commands run on the agent's interpreter
+        env.update(m.get("env") or {})
+        cwd = m.get("cwd") or None
+        for path in [m["out"], m["err"]] + list(m.get("outputs") or []):
+            d = os.path.dirname(os.path.join(cwd or ".", path))
+            if d:
+                os.makedirs(d, exist_ok=True)
+        try:
+            with open(m["out"], "wb") as fo, open(m["err"], "wb") as fe:
+                p = subprocess.Popen(
+                    m["cmd"], shell=True, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                    stdout=fo, stderr=fe, start_new_session=True,
+                )
+        except OSError as e:
+            self.send({"ev": "exit", "key": key, "rc": 127, "sig": None, "t": time.time(),
+                       "maxrss_kb": None, "timed_out": False, "out_size": 0, "err_size": 0,
+                       "out_tail": "", "err_tail": "cannot start task: %s" % e,
+                       "missing_outputs": []})
+            return
+        self.tasks[key] = p
+        self.tell_guardian(b"+", p.pid)
+        self.send({"ev": "start", "key": key, "pid": p.pid, "t": time.time()})
+        timer = None
+        if m.get("timeout"):
+            timer = threading.Timer(m["timeout"], self.expire, (key,))
+            timer.daemon = True
+            timer.start()
+        threading.Thread(target=self.reap, args=(key, p, m, timer), daemon=True).start()
+
+    def expire(self, key):
+        self.timed_out.add(key)
+        self.kill(key)
+
+    def kill(self, key):
+        p = self.tasks.get(key)
+        if p is None:
+            return
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except OSError:
+            return
+        t = threading.Timer(KILL_GRACE, self._kill_hard, (p.pid,))
+        t.daemon = True
+        t.start()
+
+    @staticmethod
+    def _kill_hard(pgid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def reap(self, key, p, m, timer):
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = status
+        if timer is not None:
+            timer.cancel()
+        # The group may outlive its leader (a backgrounded child): finish it off so a finished
+        # task leaves nothing behind.
+        self._kill_hard(p.pid)
+        self.tell_guardian(b"-", p.pid)
+        self.tasks.pop(key, None)
+        rc = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        out_size, out_tail = _tail(m["out"])
+        err_size, err_tail = _tail(m["err"])
+        cwd = m.get("cwd") or "."
+        missing = [o for o in (m.get("outputs") or [])
+                   if rc == 0 and not os.path.exists(os.path.join(cwd, o))]
+        timed_out = key in self.timed_out
+        self.timed_out.discard(key)
+        self.send({"ev": "exit", "key": key, "rc": rc, "sig": sig, "t": time.time(),
+                   "maxrss_kb": ru.ru_maxrss, "timed_out": timed_out,
+                   "out_size": out_size, "err_size": err_size,
+                   "out_tail": out_tail, "err_tail": err_tail, "missing_outputs": missing})
+
+    def beat(self):
+        while True:
+            time.sleep(self.heartbeat)
+            self.send({"ev": "hb", "t": time.time(), "memfree": _memfree(), "load": _load(),
+                       "running": len(self.tasks)})
+
+    def shutdown(self):
+        for key in list(self.tasks):
+            self.kill(key)
+        deadline = time.time() + KILL_GRACE + 0.5
+        while self.tasks and time.time() < deadline:
+            time.sleep(0.05)  # bounded wait for reapers at exit only, not a completion poll
+        os._exit(0)
+
+    def main(self):
+        self.send({"ev": "hello", "pid": os.getpid(), "hostname": socket.gethostname(),
+                   "cores": os.cpu_count(), "python": sys.version.split()[0],
+                   "executable": sys.executable, "cwd": os.getcwd(), "memfree": _memfree(), "load": _load(),
+                   "version": _project_version()})
+        threading.Thread(target=self.beat, daemon=True).start()
+        for line in sys.stdin.buffer:
+            try:
+                m = json.loads(line)
+            except ValueError:
+                continue
+            op = m.get("op")
+            if op == "run":
+                self.run(m)
+            elif op == "kill":
+                self.kill(m["key"])
+            elif op == "stop":
+                break
+        self.shutdown()
+
+
+def _project_version():
+    """The lasair-parallel version installed for this interpreter, if any (for deploy checks)."""
+    try:
+        from importlib.metadata import version
+        return version("lasair-parallel")
+    except Exception:
+        return None
+
+
+def main(argv):
+    cfg = json.loads(argv[1]) if len(argv) > 1 else {}
+    signal.signal(signal.SIGHUP, lambda *a: None)  # a hang-up is seen as EOF on stdin instead
+    Agent(int(cfg.get("procs", 1)), float(cfg.get("heartbeat", 1.0))).main()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

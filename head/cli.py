@@ -1,0 +1,203 @@
+"""The ``parallel`` command: a thin click layer over the head's library.
+
+Library errors become one line on stderr naming the file, line and fix, with exit status 2;
+nothing here holds logic that a script could not call directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from head.hosts import HostsError, HostSpec, read_hosts
+from head.scheduler import HaltError, HaltPolicy, Options
+from head.status import StatusError, find_run, render, summary
+from tasks.app import AppError, PlanContext, load_app
+from tasks.tasklist import TaskListError, read_task_list
+
+USER_ERRORS = (HostsError, TaskListError, AppError, HaltError, StatusError)
+
+
+class AppUsageError(ValueError):
+    pass
+
+
+def fail(message: str) -> None:
+    click.echo(f"parallel: error: {message}", err=True)
+    sys.exit(2)
+
+
+def default_workers() -> list[HostSpec]:
+    """No hosts file: this machine, as local subprocesses, one slot per core."""
+    return [HostSpec(host="localhost", transport="local", procs=os.cpu_count() or 1)]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+def main(verbose: int) -> None:
+    """Run batch tasks on worker hosts over SSH, with a journal, retries and resume."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+              add_help_option=False)
+@click.argument("app", required=False)
+@click.option("--tasks", "tasks_file", type=click.Path(dir_okay=False),
+              help="A task list: one shell command per line.")
+@click.option("--workers", type=click.Path(dir_okay=False),
+              help="hosts.yaml or a GNU parallel sshloginfile [default: ./hosts.yaml if present, "
+                   "else this machine]")
+@click.option("--procs", type=int, help="Slots per worker (overrides every worker's procs).")
+@click.option("--retries", type=int, default=0, show_default=True,
+              help="Run a failed task again up to N times, preferring another host.")
+@click.option("--retry-delay", type=float, default=1.0, show_default=True,
+              help="Seconds before the first retry; doubles with each failure of the task.")
+@click.option("--timeout", type=float, help="Kill a task (its whole process group) after S s.")
+@click.option("--halt", default="never", show_default=True,
+              help="Stop early: now,fail=N | soon,fail=N | now,fail=P% (as GNU parallel).")
+@click.option("--name", help="Run name [default: the app or task-list name].")
+@click.option("--run-dir", type=click.Path(file_okay=False),
+              help="Run directory [default: runs/<name>].")
+@click.option("--heartbeat-timeout", type=float, default=10.0, show_default=True,
+              help="Seconds of silence after which a worker is declared down.")
+@click.option("--memfree", type=str, help="Start no task on a host with less available memory "
+              "than this (e.g. 2G, 500M).")
+@click.option("--ssh-config", type=click.Path(dir_okay=False),
+              help="An ssh_config file to use instead of ~/.ssh/config.")
+@click.option("--no-host-key-check", is_flag=True,
+              help="Do not verify worker host keys (insecure; prints a warning).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.option("--help", "-h", "show_help", is_flag=True, help="Show this message (and the app's).")
+@click.pass_context
+def run(ctx: click.Context, app: str | None, tasks_file: str | None, workers: str | None,
+        procs: int | None, retries: int, retry_delay: float, timeout: float | None, halt: str,
+        name: str | None, run_dir: str | None, heartbeat_timeout: float, memfree: str | None,
+        ssh_config: str | None, no_host_key_check: bool, quiet: bool, show_help: bool) -> None:
+    """Run an app (apps/<name>) or a task list (--tasks FILE) on the workers.
+
+    App options follow the app, after `--`:
+    parallel run apps/busy --workers hosts.yaml -- --count 8 --seconds 1
+    """
+    from head.runner import execute
+
+    app_argv = list(ctx.args)
+    if show_help:
+        click.echo(ctx.get_help())
+        if app:
+            try:
+                click.echo("\n" + load_app(app).build_parser().format_help())
+            except AppError as e:
+                fail(str(e))
+        return
+    try:
+        if bool(app) == bool(tasks_file):
+            raise AppError("give either an app (e.g. apps/busy) or --tasks FILE, not both or "
+                           "neither")
+        hosts = read_hosts(workers, procs) if workers else _default_hosts(procs)
+        opts = Options(retries=retries, retry_delay=retry_delay, timeout=timeout,
+                       halt=HaltPolicy.parse(halt), heartbeat_timeout=heartbeat_timeout,
+                       verify_host_keys=not no_host_key_check, ssh_config=ssh_config,
+                       memfree=_parse_size(memfree) if memfree else None)
+        if retries < 0:
+            raise AppError("--retries must be >= 0")
+        mod = app_args = plan_ctx = None
+        if tasks_file:
+            if app_argv:
+                raise AppError(f"unexpected arguments {' '.join(app_argv)!r} with --tasks")
+            tasks = read_task_list(tasks_file)
+            name = name or Path(tasks_file).stem
+        else:
+            mod = load_app(app)
+            name = name or mod.__name__.split(".")[1]
+        rdir = Path(run_dir) if run_dir else Path("runs") / name
+        if mod is not None:
+            parser = mod.build_parser()
+            parser.error = _raise_usage  # type: ignore[method-assign]
+            app_args = parser.parse_args(app_argv)
+            plan_ctx = PlanContext(run_dir=rdir.resolve(), slots=sum(h.procs for h in hosts),
+                                   hosts=len(hosts))
+            tasks = mod.plan(app_args, plan_ctx)
+            if hasattr(mod, "describe"):
+                click.echo(mod.describe(app_args, plan_ctx, tasks), err=True)
+    except USER_ERRORS as e:
+        fail(str(e))
+    except (AppUsageError, ValueError, OSError) as e:
+        fail(f"{app or tasks_file}: {e}")
+    if not verify_host_keys_ok(opts):
+        click.echo("parallel: warning: host keys are NOT verified (--no-host-key-check); "
+                   "a man-in-the-middle could run your tasks", err=True)
+    command_line = shlex.join(["parallel", *sys.argv[1:]])
+    result = execute(hosts, tasks, rdir, name, opts, command_line=command_line,
+                     progress=not quiet, app=mod, app_args=app_args, app_ctx=plan_ctx)
+    _print_result(result, rdir)
+    sys.exit(result.exit_status)
+
+
+def verify_host_keys_ok(opts: Options) -> bool:
+    return opts.verify_host_keys
+
+
+def _raise_usage(message: str) -> None:
+    raise AppUsageError(f"{message} (see --help)")
+
+
+def _default_hosts(procs: int | None) -> list[HostSpec]:
+    if Path("hosts.yaml").exists():
+        return read_hosts("hosts.yaml", procs)
+    hosts = default_workers()
+    if procs:
+        hosts = [HostSpec(host=h.host, transport=h.transport, procs=procs) for h in hosts]
+    return hosts
+
+
+def _parse_size(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().rstrip("B")
+    num, unit = (t[:-1], t[-1]) if t and t[-1] in units else (t, "")
+    try:
+        return int(float(num) * units[unit])
+    except ValueError:
+        raise AppError(f"--memfree {text!r}: give a size like 2G or 500M") from None
+
+
+def _print_result(result, rdir: Path) -> None:
+    parts = [f"{result.done} done"]
+    if result.skipped:
+        parts.append(f"{result.skipped} already done")
+    parts.append(f"{result.failed} failed")
+    click.echo(f"{', '.join(parts)} of {result.total} task(s); journal: {rdir}/journal.sqlite",
+               err=True)
+    if result.reason:
+        click.echo(f"stopped: {result.reason}", err=True)
+    for f in result.failures[:5]:
+        tail = (f.get("err_tail") or "").strip().splitlines()[-1:] or [""]
+        click.echo(f"  failed: {f['task']} on {f['host']}: {f['reason']}  {tail[0][:160]}",
+                   err=True)
+    if result.failed > 5:
+        click.echo(f"  ... see `parallel status {rdir}`", err=True)
+
+
+@main.command()
+@click.argument("run", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(run: str | None, as_json: bool) -> None:
+    """Progress, per-host counts and failures (with stderr tails) of RUN [default: latest]."""
+    try:
+        s = summary(find_run(run))
+    except USER_ERRORS as e:
+        fail(str(e))
+    if as_json:
+        click.echo(json.dumps(s, indent=2, default=str))
+    else:
+        click.echo(render(s))
+
+
+if __name__ == "__main__":
+    main()

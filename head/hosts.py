@@ -1,0 +1,243 @@
+"""Worker lists: ``hosts.yaml`` or a GNU parallel sshloginfile, checked line by line."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import yaml
+
+FIELDS = {"host", "port", "user", "identity", "procs", "workdir", "python", "transport",
+          "shared_fs", "name"}
+
+
+class HostsError(ValueError):
+    """A worker list that cannot be used; the message names the file, the line and the fix."""
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One worker as the user described it (before ~/.ssh/config is applied)."""
+
+    host: str
+    procs: int = 1
+    port: int | None = None
+    user: str | None = None
+    identity: str | None = None
+    workdir: str | None = None
+    python: str | None = None
+    transport: str = "ssh"  # "ssh" or "local"
+    shared_fs: bool | None = None  # None: local -> True, ssh -> False (copy outputs back)
+    name: str | None = None  # a display name; default host[:port]
+    line: int = 0  # where it was defined, for error messages
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return self.host if self.port in (None, 22) else f"{self.host}:{self.port}"
+
+    @property
+    def shares_fs(self) -> bool:
+        return self.transport == "local" if self.shared_fs is None else self.shared_fs
+
+
+def read_hosts(path: str | Path, procs: int | None = None) -> list[HostSpec]:
+    """Read a worker list; ``procs`` (the CLI's ``--procs``) overrides every worker's slots."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise HostsError(f"{path}: no such workers file; give a hosts.yaml or an sshloginfile")
+    except (OSError, UnicodeDecodeError) as e:
+        raise HostsError(f"{path}: cannot read workers file ({e})") from None
+    if path.suffix in (".yaml", ".yml") or _looks_like_yaml(text):
+        hosts = _parse_yaml(path, text)
+    else:
+        hosts = _parse_sshlogin(path, text)
+    if not hosts:
+        raise HostsError(f"{path}: no workers listed; add at least one (e.g. `- host: localhost`)")
+    seen: dict[str, int] = {}
+    for h in hosts:
+        if h.label in seen:
+            raise HostsError(
+                f"{path}:{h.line}: worker {h.label} is listed twice (first at line "
+                f"{seen[h.label]}); raise its procs instead, or give each a distinct name"
+            )
+        seen[h.label] = h.line
+    if procs is not None:
+        if procs < 1:
+            raise HostsError("--procs must be at least 1")
+        hosts = [replace(h, procs=procs) for h in hosts]
+    return hosts
+
+
+def _looks_like_yaml(text: str) -> bool:
+    for line in text.splitlines():
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        return s.startswith(("workers:", "- ", "-\t")) or s == "-"
+    return False
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A SafeLoader that records the line of every mapping, for error messages."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    d = loader.construct_mapping(node, deep=True)
+    d["__line__"] = node.start_mark.line + 1
+    return d
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _parse_yaml(path: Path, text: str) -> list[HostSpec]:
+    try:
+        doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise HostsError(f"{path}{where}: not valid YAML ({problem}); fix the syntax") from None
+    if isinstance(doc, dict):
+        workers = doc.get("workers")
+        if workers is None:
+            raise HostsError(f"{path}:1: no `workers:` list; put the hosts under `workers:`")
+    else:
+        workers = doc
+    if not isinstance(workers, list):
+        raise HostsError(f"{path}: `workers` must be a list of hosts (lines starting with `- `)")
+    return [_host_from_yaml(path, w) for w in workers]
+
+
+def _host_from_yaml(path: Path, w: object) -> HostSpec:
+    if isinstance(w, str):
+        return _parse_login(path, 0, w)
+    if not isinstance(w, dict):
+        raise HostsError(f"{path}: each worker must be a mapping like `- host: node1`")
+    line = w.pop("__line__", 0)
+    where = f"{path}:{line}"
+    unknown = set(w) - FIELDS
+    if unknown:
+        raise HostsError(
+            f"{where}: unknown field {sorted(unknown)[0]!r}; use one of {', '.join(sorted(FIELDS))}"
+        )
+    if not w.get("host") or not isinstance(w["host"], str):
+        raise HostsError(f"{where}: worker has no `host:`; add e.g. `host: node1`")
+    transport = w.get("transport", "ssh")
+    if transport not in ("ssh", "local"):
+        raise HostsError(f"{where}: transport must be `ssh` or `local`, not {transport!r}")
+    ints = {}
+    for key, lo in (("procs", 1), ("port", 1)):
+        if key in w:
+            v = w[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo or (
+                    key == "port" and v > 65535):
+                raise HostsError(f"{where}: {key} must be a whole number >= {lo}, not {v!r}")
+            ints[key] = v
+    shared = w.get("shared_fs")
+    if shared is not None and not isinstance(shared, bool):
+        raise HostsError(f"{where}: shared_fs must be true or false, not {shared!r}")
+    strs = {}
+    for key in ("user", "identity", "workdir", "python", "name"):
+        if w.get(key) is not None:
+            strs[key] = str(w[key])
+    return HostSpec(host=w["host"], transport=transport, shared_fs=shared, line=line,
+                    procs=ints.get("procs", 1), port=ints.get("port"), **strs)
+
+
+# GNU parallel's sshlogin: [ncpus/][user@]host[:port], or ":" for the local machine.
+_LOGIN = re.compile(r"^(?:(?P<procs>\d+)/)?(?:(?P<user>[^@\s/]+)@)?(?P<host>[^@\s:/]+|\[[^\]]+\])"
+                    r"(?::(?P<port>\d+))?$")
+
+
+def _parse_sshlogin(path: Path, text: str) -> list[HostSpec]:
+    hosts = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        hosts.append(_parse_login(path, lineno, s))
+    return hosts
+
+
+def _parse_login(path: Path, lineno: int, s: str) -> HostSpec:
+    if s == ":" or re.fullmatch(r"\d+/:", s):
+        procs = int(s.split("/")[0]) if "/" in s else os.cpu_count() or 1
+        return HostSpec(host="localhost", transport="local", procs=procs, line=lineno)
+    m = _LOGIN.match(s)
+    if not m:
+        hint = ("ssh options in an sshlogin are not supported; put them in ~/.ssh/config"
+                if s.startswith("ssh ") or " " in s else "write it as [procs/][user@]host[:port]")
+        raise HostsError(f"{path}:{lineno}: cannot read worker {s!r}; {hint}")
+    procs = int(m["procs"]) if m["procs"] else 1
+    if procs < 1:
+        raise HostsError(f"{path}:{lineno}: {s!r} asks for 0 slots; use at least 1")
+    port = int(m["port"]) if m["port"] else None
+    if port is not None and not 1 <= port <= 65535:
+        raise HostsError(f"{path}:{lineno}: port {port} out of range 1-65535")
+    return HostSpec(host=m["host"].strip("[]"), user=m["user"], port=port, procs=procs,
+                    line=lineno)
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where and how to connect, after ~/.ssh/config has been applied."""
+
+    hostname: str
+    port: int
+    user: str
+    identities: tuple[str, ...]
+    known_hosts: tuple[str, ...]
+
+
+def resolve_ssh(spec: HostSpec, ssh_config: str | None = None) -> SSHTarget:
+    """Apply OpenSSH's own configuration (``ssh -G``) to a worker; explicit fields win.
+
+    ``ssh -G`` prints the options OpenSSH would use for a host after reading ~/.ssh/config and
+    /etc/ssh/ssh_config (Host and Match blocks, HostName, Port, User, IdentityFile,
+    UserKnownHostsFile), so we honour the user's config exactly as ssh does.
+    """
+    opts: dict[str, list[str]] = {}
+    ssh = shutil.which("ssh")
+    if ssh:
+        cmd = [ssh, "-G"]
+        if ssh_config:
+            cmd += ["-F", ssh_config]
+        if spec.port:
+            cmd += ["-p", str(spec.port)]
+        if spec.user:
+            cmd += ["-l", spec.user]
+        cmd.append(spec.host)
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=True)
+            for line in out.stdout.splitlines():
+                k, _, v = line.partition(" ")
+                opts.setdefault(k.lower(), []).append(v)
+        except (subprocess.SubprocessError, OSError):
+            opts = {}
+    home = Path.home()
+
+    def first(key: str, default: str) -> str:
+        return opts.get(key, [default])[0]
+
+    identities = [spec.identity] if spec.identity else [
+        i for i in opts.get("identityfile", []) if Path(os.path.expanduser(i)).exists()]
+    if not identities:
+        identities = [str(p) for p in (home / ".ssh/id_ed25519", home / ".ssh/id_ecdsa",
+                                       home / ".ssh/id_rsa") if p.exists()]
+    known = [k for v in opts.get("userknownhostsfile", ["~/.ssh/known_hosts"]) for k in v.split()]
+    return SSHTarget(
+        hostname=first("hostname", spec.host),
+        port=spec.port or int(first("port", "22")),
+        user=spec.user or first("user", os.environ.get("USER", "root")),
+        identities=tuple(os.path.expanduser(i) for i in identities),
+        known_hosts=tuple(os.path.expanduser(k) for k in known),
+    )

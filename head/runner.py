@@ -1,0 +1,113 @@
+"""One run, end to end: journal, resume, schedule, stop on a signal, gather, summarise."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import gevent
+
+from head.hosts import HostSpec
+from head.journal import Journal
+from head.progress import Progress
+from head.scheduler import Options, Scheduler
+from tasks import Task
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@dataclass
+class RunResult:
+    total: int
+    skipped: int  # already done in an earlier run
+    done: int
+    failed: int
+    interrupted: bool = False
+    reason: str = ""
+    failures: list[dict] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if self.failed or self.reason or self.skipped + self.done < self.total:
+            return EXIT_FAILED
+        return EXIT_OK
+
+
+def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, opts: Options,
+            command_line: str = "", progress: bool = True, app: ModuleType | None = None,
+            app_args=None, app_ctx=None) -> RunResult:
+    """Run ``tasks`` (skipping those an earlier run finished) and return the outcome."""
+    journal = Journal(run_dir)
+    try:
+        lost = journal.recover()
+        if lost:
+            log.warning("%d attempt(s) were running when the last head stopped; they run again",
+                        lost)
+        journal.register(tasks)
+        journal.set_meta(name=name, command=command_line, started=time.time(),
+                         hosts=[h.label for h in hosts], total=len(tasks))
+        done_before = journal.done_ids()
+        todo = [t for t in tasks if t.id not in done_before]
+        skipped = len(tasks) - len(todo)
+        if skipped:
+            print(f"resuming {name}: {skipped} of {len(tasks)} task(s) already done",
+                  file=sys.stderr)
+        bar = Progress(len(tasks), skipped, enabled=progress)
+        sched = Scheduler(hosts, todo, journal, opts, name, on_change=bar.update)
+        stop = _install_signal_handlers(sched)
+        try:
+            sched.run()
+        finally:
+            stop()
+            bar.close()
+        result = RunResult(total=len(tasks), skipped=skipped, done=sched.done,
+                           failed=sched.failed, interrupted=sched.interrupted,
+                           reason=sched.abort_reason)
+        result.failures = failures(journal)
+        journal.set_meta(finished=time.time(), exit_status=result.exit_status)
+        if app is not None and result.exit_status == EXIT_OK and hasattr(app, "gather"):
+            app.gather(app_args, app_ctx)
+        return result
+    finally:
+        journal.close()
+
+
+def _install_signal_handlers(sched: Scheduler):
+    """Ctrl-C / SIGTERM: stop every remote task, record it, exit; rerun resumes."""
+    handlers = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        name = signal.Signals(signum).name
+
+        def on_signal(name=name):
+            print(f"\n{name}: stopping all tasks (rerun the same command to resume)",
+                  file=sys.stderr)
+            gevent.spawn(sched.interrupt, f"run interrupted by {name}")
+
+        handlers.append(gevent.signal_handler(signum, on_signal))
+
+    def restore():
+        for h in handlers:
+            h.cancel()
+
+    return restore
+
+
+def failures(journal: Journal, limit: int = 20) -> list[dict]:
+    """The latest failed attempt of each task that finally failed, newest first."""
+    rows = journal.db.execute(
+        "SELECT a.task_id, a.attempt, a.host, a.exit_code, a.signal, a.outcome, a.reason, "
+        "a.err_tail, t.command FROM attempts a JOIN tasks t ON t.id = a.task_id "
+        "WHERE t.state = 'failed' AND a.attempt = t.attempts ORDER BY a.end DESC LIMIT ?",
+        (limit,)).fetchall()
+    keys = ("task", "attempt", "host", "exit_code", "signal", "outcome", "reason", "err_tail",
+            "command")
+    return [dict(zip(keys, r)) for r in rows]

@@ -1,0 +1,444 @@
+"""Free-slot dispatch over worker agents, with retries, timeouts, host failure and halting.
+
+Everything runs in gevent greenlets of one thread: one *host loop* per worker (connect, pump
+events, reconnect with backoff), and the handlers those pumps call.  A task is handed to a
+slot the moment one frees (an ``exit`` event), so no slot idles while work is queued.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import gevent
+from gevent.event import Event
+
+from head.hosts import HostSpec
+from head.journal import Journal
+from head.staging import Stager
+from head.transport import Connection, HostDown, open_connection
+from tasks import Task
+
+log = logging.getLogger(__name__)
+
+# Reconnect backoff: 1, 2, 4, ... capped at 30 s, so a rebooting worker (typically back within
+# a minute) rejoins quickly, and a dead one costs one failed handshake per 30 s.
+RECONNECT_FIRST = 1.0
+RECONNECT_MAX = 30.0
+# With no host up, give up after every host has failed this many connection attempts in a row:
+# enough to ride out a brief network blip (~7 s of backoff), short enough to fail a typo fast.
+GIVE_UP_AFTER = 3
+
+
+class HaltError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class HaltPolicy:
+    """GNU parallel's --halt: ``never``, or ``now|soon,fail=N`` / ``now|soon,fail=P%``."""
+
+    when: str = "never"  # never | soon | now
+    fails: int | None = None
+    percent: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> HaltPolicy:
+        if not text or text == "never":
+            return cls()
+        m = re.fullmatch(r"(now|soon),fail=(\d+)(%?)", text.strip())
+        if not m:
+            raise HaltError(f"--halt {text!r}: use never, now,fail=N, soon,fail=N or now,fail=P%")
+        if m[3]:
+            return cls(m[1], percent=float(m[2]))
+        return cls(m[1], fails=int(m[2]))
+
+    def triggered(self, failed: int, finished: int) -> bool:
+        if self.when == "never" or failed == 0:
+            return False
+        if self.fails is not None:
+            return failed >= self.fails
+        return finished > 0 and 100.0 * failed / finished >= (self.percent or 0)
+
+
+@dataclass
+class Options:
+    retries: int = 0
+    retry_delay: float = 1.0  # first retry backoff; doubles per failure of the same task
+    timeout: float | None = None
+    halt: HaltPolicy = field(default_factory=HaltPolicy)
+    heartbeat: float = 1.0
+    heartbeat_timeout: float = 10.0  # 10 missed beats: a GC pause or a busy worker is not "down"
+    verify_host_keys: bool = True
+    ssh_config: str | None = None
+    memfree: int | None = None  # bytes; do not start tasks on a host with less available
+
+
+@dataclass
+class Running:
+    task: Task
+    attempt: int
+    slot: int
+    key: str
+
+
+@dataclass
+class HostState:
+    spec: HostSpec
+    state: str = "connecting"  # connecting | up | down | failed
+    conn: Connection | None = None
+    free: list[int] = field(default_factory=list)
+    running: dict[str, Running] = field(default_factory=dict)
+    connect_failures: int = 0
+    reason: str = ""
+    hello: dict = field(default_factory=dict)
+    memfree: int | None = None
+    done: int = 0
+    failed: int = 0
+    stager: Stager | None = None
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+
+class Scheduler:
+    """Run ``tasks`` on ``hosts``; the journal records everything as it happens."""
+
+    def __init__(self, hosts: list[HostSpec], tasks: list[Task], journal: Journal,
+                 opts: Options, run_name: str,
+                 on_change: Callable[[Scheduler], None] | None = None):
+        self.opts = opts
+        self.journal = journal
+        self.run_name = run_name
+        self.run_dir = journal.run_dir.resolve()
+        self.hosts = [HostState(h) for h in hosts]
+        self.tasks = {t.id: t for t in tasks}
+        self.total = len(tasks)
+        self.heap: list[tuple[float, int, str]] = [(-t.weight, i, t.id) for i, t in enumerate(tasks)]
+        heapq.heapify(self.heap)
+        self.retry_ready: list[str] = []
+        self.delayed = 0
+        self.copying = 0  # attempts whose outputs are being copied back
+        self.failures: dict[str, int] = {}
+        self.failed_hosts: dict[str, set[str]] = {}
+        self.attempt_no: dict[str, int] = {}
+        self.queued_at = time.time()
+        self.done = 0
+        self.failed = 0
+        self.finished = Event()
+        self.stopping = False  # no more dispatch; set by halt or interrupt
+        self.interrupted = False
+        self.halted = False
+        self.abort_reason = ""
+        self.on_change = on_change or (lambda s: None)
+        self._greenlets: list[gevent.Greenlet] = []
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> None:
+        if not self.tasks:
+            return
+        for h in self.hosts:
+            self._greenlets.append(gevent.spawn(self._host_loop, h))
+        self.finished.wait()
+        self._close_all()
+        gevent.joinall(self._greenlets, timeout=10)
+
+    def interrupt(self, why: str = "interrupted") -> None:
+        """Stop now: kill every running task (their attempts are recorded as killed)."""
+        if self.finished.is_set():
+            return
+        self.interrupted = True
+        self.abort_reason = why
+        self._stop_now("killed", why)
+
+    def _stop_now(self, outcome: str, why: str) -> None:
+        self.stopping = True
+        for h in self.hosts:
+            for r in list(h.running.values()):
+                self._end(h, r, outcome, None, reason=why)
+            h.running.clear()
+        self._close_all()
+        self.finished.set()
+
+    def _close_all(self) -> None:
+        for h in self.hosts:
+            if h.conn is not None:
+                try:
+                    h.conn.close()
+                except Exception as e:  # a broken socket on the way out changes nothing
+                    log.debug("closing %s: %s", h.label, e)
+            if h.stager is not None:
+                h.stager.close()
+
+    # ------------------------------------------------------------------ hosts
+    def _host_loop(self, h: HostState) -> None:
+        delay = RECONNECT_FIRST
+        while not self.stopping and not self.finished.is_set():
+            h.state = "connecting"
+            conn = open_connection(h.spec, lambda ev, h=h: self._on_event(h, ev),
+                                   self.opts.heartbeat, self.opts.heartbeat_timeout,
+                                   self.opts.verify_host_keys, self.opts.ssh_config)
+            h.conn = conn
+            try:
+                hello = conn.open()
+            except Exception as e:
+                permanent = _permanent(e)
+                self._host_failed(h, _describe(e), permanent)
+                conn.close()
+                if permanent:
+                    return
+                gevent.sleep(delay)
+                delay = min(RECONNECT_MAX, delay * 2)
+                continue
+            delay = RECONNECT_FIRST
+            h.connect_failures = 0
+            h.hello = hello
+            h.memfree = hello.get("memfree")
+            h.state = "up"
+            h.reason = ""
+            h.free = list(range(h.spec.procs))
+            if not h.spec.shares_fs and h.stager is None:
+                h.stager = Stager(h.spec, self.opts, self.run_dir, self.run_name, hello)
+            self.journal.host_event(h.label, "up", f"agent pid {hello.get('pid')}")
+            self.journal.host_state(h.label, h.spec.procs, "up", hello=hello)
+            self._dispatch()
+            try:
+                conn.pump()
+                reason = "connection closed"
+            except HostDown as e:
+                reason = str(e)
+            except Exception as e:  # an SSH library error is a lost host, not a crashed head
+                reason = _describe(e)
+            conn.close()
+            if self.stopping or self.finished.is_set():
+                return
+            self._host_lost(h, reason)
+            gevent.sleep(delay)
+            delay = min(RECONNECT_MAX, delay * 2)
+
+    def _host_failed(self, h: HostState, reason: str, permanent: bool) -> None:
+        h.state = "failed" if permanent else "down"
+        h.reason = reason
+        h.connect_failures += 1
+        self.journal.host_event(h.label, "unreachable", reason)
+        self.journal.host_state(h.label, h.spec.procs, h.state)
+        log.warning("%s: %s", h.label, reason)
+        self.on_change(self)
+        if all(x.state == "failed" or (x.state == "down" and x.connect_failures >= GIVE_UP_AFTER)
+               for x in self.hosts):
+            reasons = "; ".join(f"{x.label}: {x.reason}" for x in self.hosts)
+            self.abort_reason = f"no worker could be reached ({reasons})"
+            self._stop_now("lost", self.abort_reason)
+
+    def _host_lost(self, h: HostState, reason: str) -> None:
+        """The host went down: its running attempts are lost and their tasks run again."""
+        h.state = "down"
+        h.reason = reason
+        self.journal.host_event(h.label, "down", reason)
+        self.journal.host_state(h.label, h.spec.procs, "down")
+        log.warning("%s is down (%s); requeueing %d task(s)", h.label, reason, len(h.running))
+        for r in list(h.running.values()):
+            self._end(h, r, "lost", "pending", reason=f"host down: {reason}")
+            self._requeue(r.task.id, delay=0.0)
+        h.running.clear()
+        h.free = []
+        self._dispatch()
+        self.on_change(self)
+
+    # ------------------------------------------------------------------ events
+    def _on_event(self, h: HostState, ev: dict) -> None:
+        kind = ev.get("ev")
+        if kind == "exit":
+            r = h.running.pop(ev["key"], None)
+            if r is None:
+                return  # an attempt already given up (e.g. interrupted); nothing to record
+            h.free.append(r.slot)
+            h.free.sort()
+            if ev.get("rc") == 0 and not ev.get("timed_out") and h.stager is not None:
+                gevent.spawn(self._copy_back_then_finish, h, r, ev)
+            else:
+                self._finish(h, r, ev)
+            self._dispatch()
+        elif kind == "start":
+            task_id, _, attempt = ev["key"].rpartition("#")
+            self.journal.started(task_id, int(attempt), ev["t"])
+        elif kind == "hb":
+            h.memfree = ev.get("memfree")
+            self.journal.host_state(h.label, h.spec.procs, h.state, hb=ev)
+            if self.opts.memfree:
+                self._dispatch()  # memory may have come back
+
+    def _copy_back_then_finish(self, h: HostState, r: Running, ev: dict) -> None:
+        self.copying += 1
+        reason = None
+        try:
+            h.stager.fetch(r.task, self._log_paths(r.task, r.attempt))
+        except Exception as e:
+            ev = dict(ev, rc=None)
+            reason = f"copying outputs back failed: {_describe(e)}"
+        finally:
+            self.copying -= 1
+        self._finish(h, r, ev, reason=reason)
+
+    def _finish(self, h: HostState, r: Running, ev: dict, reason: str | None = None) -> None:
+        missing = ev.get("missing_outputs") or []
+        ok = ev.get("rc") == 0 and not ev.get("timed_out") and not missing and reason is None
+        if ok:
+            h.done += 1
+            self.done += 1
+            self._end(h, r, "ok", "done", ev)
+        else:
+            if reason is None:
+                reason = _failure_reason(ev, missing)
+            outcome = "timeout" if ev.get("timed_out") else "failed"
+            n = self.failures[r.task.id] = self.failures.get(r.task.id, 0) + 1
+            self.failed_hosts.setdefault(r.task.id, set()).add(h.label)
+            if n <= self.opts.retries and not self.stopping:
+                self._end(h, r, outcome, "pending", ev, reason)
+                self._requeue(r.task.id, self.opts.retry_delay * 2 ** (n - 1))
+            else:
+                h.failed += 1
+                self.failed += 1
+                self._end(h, r, outcome, "failed", ev, reason)
+                self._check_halt()
+        self.on_change(self)
+        self._check_finished()
+
+    def _end(self, h, r, outcome, state, ev=None, reason=None) -> None:
+        self.journal.end_attempt(r.task, r.attempt, outcome, state, ev, reason)
+
+    def _requeue(self, task_id: str, delay: float) -> None:
+        if delay <= 0:
+            self.retry_ready.append(task_id)
+            return
+        self.delayed += 1
+
+        def ready():
+            self.delayed -= 1
+            self.retry_ready.append(task_id)
+            self._dispatch()
+
+        gevent.spawn_later(delay, ready)
+
+    def _check_halt(self) -> None:
+        finished = self.done + self.failed
+        if not self.opts.halt.triggered(self.failed, finished):
+            return
+        self.halted = True
+        if self.opts.halt.when == "now":
+            self.abort_reason = f"halted after {self.failed} failure(s) (--halt now)"
+            self._stop_now("killed", "halted by --halt now")
+        else:
+            self.stopping = True
+            self.abort_reason = f"halted after {self.failed} failure(s) (--halt soon)"
+            self._check_finished()
+
+    def _check_finished(self) -> None:
+        running = any(h.running for h in self.hosts)
+        if running or self.copying:
+            return
+        if self.stopping or (not self.heap and not self.retry_ready and not self.delayed):
+            self.finished.set()
+
+    # ------------------------------------------------------------------ dispatch
+    def _dispatch(self) -> None:
+        if self.stopping or self.finished.is_set():
+            return
+        progress = True
+        while progress:
+            progress = False
+            for h in self.hosts:
+                if h.state != "up" or not h.free or not self._has_memory(h):
+                    continue
+                task = self._next_for(h)
+                if task is None:
+                    continue
+                self._launch(h, task)
+                progress = True
+
+    def _has_memory(self, h: HostState) -> bool:
+        return not self.opts.memfree or h.memfree is None or h.memfree >= self.opts.memfree
+
+    def _next_for(self, h: HostState) -> Task | None:
+        up = {x.label for x in self.hosts if x.state == "up"}
+        for i, tid in enumerate(self.retry_ready):
+            tried = self.failed_hosts.get(tid, set())
+            # Prefer a host this task has not failed on; use the same one only when it has
+            # failed on every host that is up (a deterministic failure, or a single host).
+            if h.label not in tried or up <= tried:
+                del self.retry_ready[i]
+                return self.tasks[tid]
+        if self.heap:
+            return self.tasks[heapq.heappop(self.heap)[2]]
+        return None
+
+    def _log_paths(self, task: Task, attempt: int) -> tuple[str, str]:
+        base = self.run_dir / "logs" / f"{task.id}.{attempt}"
+        return f"{base}.out", f"{base}.err"
+
+    def _launch(self, h: HostState, task: Task) -> None:
+        attempt = self.attempt_no.get(task.id)
+        if attempt is None:
+            attempt = self.journal.attempts_so_far(task.id)
+        attempt += 1
+        self.attempt_no[task.id] = attempt
+        slot = h.free.pop(0)
+        key = f"{task.id}#{attempt}"
+        out, err = self._log_paths(task, attempt)
+        self.journal.start_attempt(task, attempt, h.label, slot, self.queued_at, out, err)
+        h.running[key] = Running(task, attempt, slot, key)
+        msg = {"op": "run", "key": key, "cmd": task.command, "env": dict(task.env),
+               "timeout": task.timeout or self.opts.timeout, "out": out, "err": err,
+               "outputs": list(task.outputs)}
+        if h.stager is None:
+            msg["cwd"] = h.spec.workdir or None
+            h.conn.send(msg)
+        else:
+            gevent.spawn(self._stage_then_send, h, key, msg)
+
+    def _stage_then_send(self, h: HostState, key: str, msg: dict) -> None:
+        r = h.running.get(key)
+        if r is None:
+            return
+        try:
+            msg = h.stager.prepare(r.task, msg)
+        except Exception as e:
+            h.running.pop(key, None)
+            h.free.append(r.slot)
+            self._finish(h, r, {"rc": None}, reason=f"sending inputs failed: {_describe(e)}")
+            self._dispatch()
+            return
+        if key in h.running and h.conn is not None:
+            h.conn.send(msg)
+
+
+def _failure_reason(ev: dict, missing: list[str]) -> str:
+    if ev.get("timed_out"):
+        return "timed out (--timeout); its process group was killed"
+    if ev.get("sig"):
+        return f"killed by signal {ev['sig']}"
+    if ev.get("rc") is None:
+        return "exit status unknown"
+    if ev["rc"] != 0:
+        return f"exit status {ev['rc']}"
+    return "declared outputs missing: " + ", ".join(missing)
+
+
+def _permanent(e: Exception) -> bool:
+    """Errors that another try will not fix: a bad host key, refused credentials."""
+    name = type(e).__name__
+    return name in ("HostKeyError", "AuthenticationError")
+
+
+def _describe(e: Exception) -> str:
+    msg = str(e)
+    if type(e).__name__ == "AuthenticationError":
+        return "authentication failed (check user and identity file)"
+    if type(e).__name__ in ("ConnectionRefusedError", "ConnectionError", "UnknownHostError"):
+        return f"cannot connect ({msg.splitlines()[0] if msg else type(e).__name__})"
+    return msg.splitlines()[0] if msg else type(e).__name__

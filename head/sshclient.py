@@ -1,0 +1,91 @@
+"""One parallel-ssh connection, with TCP_NODELAY and host-key checking.
+
+parallel-ssh never sets TCP_NODELAY (Nagle + delayed ACK cost ~42 ms per message on loopback)
+and never checks host keys (../shared/notes/anchors.md section 3); both are added here, in the
+handshake, before any credential is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from pssh.clients.native.single import SSHClient
+from ssh2 import knownhost as kh
+from ssh2 import session as ss
+
+from head.hosts import SSHTarget
+
+log = logging.getLogger(__name__)
+
+_KEYTYPES = {
+    ss.LIBSSH2_HOSTKEY_TYPE_RSA: kh.LIBSSH2_KNOWNHOST_KEY_SSHRSA,
+    ss.LIBSSH2_HOSTKEY_TYPE_DSS: kh.LIBSSH2_KNOWNHOST_KEY_SSHDSS,
+    ss.LIBSSH2_HOSTKEY_TYPE_ECDSA_256: kh.LIBSSH2_KNOWNHOST_KEY_ECDSA_256,
+    ss.LIBSSH2_HOSTKEY_TYPE_ECDSA_384: kh.LIBSSH2_KNOWNHOST_KEY_ECDSA_384,
+    ss.LIBSSH2_HOSTKEY_TYPE_ECDSA_521: kh.LIBSSH2_KNOWNHOST_KEY_ECDSA_521,
+    ss.LIBSSH2_HOSTKEY_TYPE_ED25519: kh.LIBSSH2_KNOWNHOST_KEY_ED25519,
+}
+
+
+class HostKeyError(Exception):
+    """The worker's host key is unknown or has changed."""
+
+
+class _Client(SSHClient):
+    """parallel-ssh's native client, checking the host key right after the key exchange."""
+
+    def __init__(self, *args, known_hosts=(), verify=True, **kwargs):
+        self._known_hosts = known_hosts
+        self._verify = verify
+        super().__init__(*args, **kwargs)
+
+    def _init_session(self, retries=1):
+        # Small messages both ways (one JSON line per task event): disable Nagle's algorithm.
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super()._init_session(retries)
+        if self._verify:
+            check_host_key(self.session, self.host, self.port, self._known_hosts)
+
+
+def check_host_key(session, host: str, port: int, known_hosts) -> None:
+    """Raise HostKeyError unless ``host``'s key is in one of the ``known_hosts`` files."""
+    key, ktype = session.hostkey()
+    store = session.knownhost_init()
+    files = [f for f in known_hosts if os.path.exists(f)]
+    for f in files:
+        try:
+            store.readfile(f)
+        except Exception as e:  # libssh2 rejects some lines (e.g. @cert-authority)
+            log.debug("known_hosts %s: %s", f, e)
+    mask = (kh.LIBSSH2_KNOWNHOST_TYPE_PLAIN | kh.LIBSSH2_KNOWNHOST_KEYENC_RAW
+            | _KEYTYPES.get(ktype, kh.LIBSSH2_KNOWNHOST_KEY_UNKNOWN))
+    where = host if port == 22 else f"[{host}]:{port}"
+    try:
+        store.checkp(host.encode(), port, key, mask)
+    except Exception as e:
+        name = type(e).__name__
+        if "MisMatch" in name:
+            raise HostKeyError(
+                f"host key for {where} has CHANGED (possible man-in-the-middle); check it and "
+                f"fix {files[0] if files else '~/.ssh/known_hosts'}"
+            ) from None
+        raise HostKeyError(
+            f"host key for {where} is not in {', '.join(files) or '~/.ssh/known_hosts'}; "
+            f"add it (ssh-keyscan -p {port} {host} >> ~/.ssh/known_hosts) or pass "
+            "--no-host-key-check"
+        ) from None
+
+
+def connect(target: SSHTarget, verify_host_key: bool = True, timeout: float = 15.0) -> SSHClient:
+    """An authenticated, non-blocking connection to ``target``."""
+    pkey = target.identities[0] if target.identities else None
+    return _Client(
+        target.hostname, user=target.user, port=target.port, pkey=pkey,
+        num_retries=1, timeout=timeout, allow_agent=False,
+        identity_auth=pkey is None,
+        keepalive_seconds=0,  # our agent's heartbeats do this job; a keepalive greenlet would
+        # touch the session behind the pump's back
+        known_hosts=target.known_hosts, verify=verify_host_key,
+    )

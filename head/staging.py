@@ -1,0 +1,91 @@
+"""Workers without the head's filesystem: send inputs before a task, fetch outputs after.
+
+Such a worker gets its own copy of the run directory (``<workdir>/lasair-runs/<run>``); the
+head's run-directory path in a task's command, log paths and outputs is rewritten to it, and
+inputs outside the run directory are sent to ``inputs/<hash>/<name>`` there (like GNU
+parallel's --transfer/--return).  Copies go over SFTP on a second connection to the host, so
+they never share the agent's channel (parallel-ssh breaks with concurrent channels on one
+connection, ../shared/notes/anchors.md section 3).  Outputs land atomically on the head:
+a temporary name, then a rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import posixpath
+from pathlib import Path
+
+from gevent.lock import RLock
+
+from head.hosts import HostSpec, resolve_ssh
+from tasks import Task
+
+
+class Stager:
+    """Path mapping and file copies for one worker that does not share the head's files."""
+
+    def __init__(self, spec: HostSpec, opts, run_dir: Path, run_name: str, hello: dict):
+        self.spec = spec
+        self.opts = opts
+        self.local_run = str(run_dir)
+        self.remote_run = posixpath.join(hello.get("cwd") or ".", "lasair-runs", run_name)
+        self._client = None
+        self._lock = RLock()  # one SFTP transfer at a time on the copy connection
+        self._sent: set[str] = set()
+
+    def _conn(self):
+        if self._client is None:
+            from head.sshclient import connect
+
+            self._client = connect(resolve_ssh(self.spec, self.opts.ssh_config),
+                                   self.opts.verify_host_keys)
+        return self._client
+
+    def close(self) -> None:
+        self._client = None
+
+    def remote(self, path: str) -> str:
+        """The worker's path for a head path (inside the run directory, or an input)."""
+        if path == self.local_run or path.startswith(self.local_run + "/"):
+            return self.remote_run + path[len(self.local_run):]
+        digest = hashlib.sha1(path.encode()).hexdigest()[:10]
+        return posixpath.join(self.remote_run, "inputs", digest, os.path.basename(path))
+
+    def _rewrite(self, text: str, inputs: tuple[str, ...]) -> str:
+        for p in sorted(inputs, key=len, reverse=True):
+            if not p.startswith(self.local_run):
+                text = text.replace(p, self.remote(p))
+        return text.replace(self.local_run, self.remote_run)
+
+    def prepare(self, task: Task, msg: dict) -> dict:
+        """Send the task's inputs (once per host and run) and rewrite its paths."""
+        with self._lock:
+            for p in task.inputs:
+                if p in self._sent:
+                    continue
+                self._conn().copy_file(p, self.remote(p))
+                self._sent.add(p)
+        msg = dict(msg)
+        msg["cmd"] = self._rewrite(task.command, task.inputs)
+        msg["out"] = self.remote(msg["out"])
+        msg["err"] = self.remote(msg["err"])
+        msg["outputs"] = [self.remote(o) if os.path.isabs(o) else o for o in task.outputs]
+        msg["cwd"] = self.spec.workdir or None
+        return msg
+
+    def fetch(self, task: Task, logs: tuple[str, str]) -> None:
+        """Copy the task's declared outputs and its stdout/stderr back, atomically."""
+        with self._lock:
+            for path in list(task.outputs) + list(logs):
+                local = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
+                remote = self.remote(local) if os.path.isabs(path) else path
+                Path(local).parent.mkdir(parents=True, exist_ok=True)
+                tmp = f"{local}.part-{os.getpid()}"
+                try:
+                    self._conn().copy_remote_file(remote, tmp)
+                    os.replace(tmp, local)
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)

@@ -1,0 +1,346 @@
+"""Connections to worker agents: a local subprocess, or one SSH channel per host.
+
+Both speak the agent's JSON-lines protocol (see :mod:`head.agent`) through one greenlet per
+connection, the *pump*, which alone touches the connection: it writes queued commands, reads
+events, and then blocks in ``select`` on the socket (or pipe) and a wake-up pipe with a deadline
+equal to the heartbeat timeout.  No sleep-polling: an idle host costs the head nothing until a
+byte arrives, which is what Lasair's ``time.sleep`` loop and parallel-ssh's 1 ms poll got wrong
+(../shared/notes/anchors.md sections 1 and 3).
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import json
+import logging
+import os
+import shlex
+import socket
+import sys
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import gevent
+from gevent import select as gselect
+from gevent import subprocess as gsubprocess
+
+from head.hosts import HostSpec, SSHTarget
+
+log = logging.getLogger(__name__)
+
+
+class HostDown(Exception):
+    """The connection to a worker failed or went silent; the message says why."""
+
+
+def agent_source() -> str:
+    return (Path(__file__).with_name("agent.py")).read_text()
+
+
+def agent_command(python: str, config: dict, workdir: str | None = None) -> str:
+    """Shell command that runs the agent from compressed source carried in the command line."""
+    blob = base64.b64encode(zlib.compress(agent_source().encode(), 9)).decode()
+    code = f"import base64,zlib;exec(zlib.decompress(base64.b64decode('{blob}')))"
+    cmd = f"exec {shlex.quote(python)} -u -c {shlex.quote(code)} {shlex.quote(json.dumps(config))}"
+    if workdir:
+        cmd = f"mkdir -p {shlex.quote(workdir)} && cd {shlex.quote(workdir)} && {cmd}"
+    return cmd
+
+
+class Connection:
+    """A live agent on one worker.  ``on_event`` is called in the pump greenlet per event."""
+
+    def __init__(self, spec: HostSpec, on_event: Callable[[dict], None],
+                 heartbeat: float, heartbeat_timeout: float):
+        self.spec = spec
+        self.on_event = on_event
+        self.heartbeat = heartbeat
+        self.heartbeat_timeout = heartbeat_timeout
+        self.hello: dict = {}
+        self._out = bytearray()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._stderr_tail = b""
+        self._closed = False
+        self.last_seen = time.monotonic()
+
+    # -- implemented by transports
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _read(self) -> tuple[bytes | None, bytes | None]:
+        """(stdout bytes or None if none ready, stderr bytes or None); b"" on EOF."""
+        raise NotImplementedError
+
+    def _write(self, data: bytes) -> int:
+        raise NotImplementedError
+
+    def _wait_fds(self) -> tuple[list, list]:
+        raise NotImplementedError
+
+    def _shutdown(self) -> None:
+        raise NotImplementedError
+
+    # -- common
+    def config(self) -> dict:
+        return {"procs": self.spec.procs, "heartbeat": self.heartbeat}
+
+    def open(self) -> dict:
+        """Connect and start the agent; return its hello message."""
+        self._open()
+        msg = self._next_event_during_open()
+        if msg.get("ev") != "hello":
+            raise HostDown(f"agent did not greet: {msg!r}")
+        self.hello = msg
+        return msg
+
+    def _next_event_during_open(self) -> dict:
+        buf = b""
+        deadline = time.monotonic() + max(30.0, self.heartbeat_timeout)
+        while b"\n" not in buf:
+            data, err = self._read()
+            if err:
+                self._stderr_tail = (self._stderr_tail + err)[-4096:]
+            if data == b"":
+                raise HostDown("agent exited at start: " + self.stderr_tail())
+            if data:
+                buf += data
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise HostDown("agent did not start within 30 s")
+            r, w = self._wait_fds()
+            gselect.select(r, w, [], left)
+        line, _, rest = buf.partition(b"\n")
+        self._inbuf = rest
+        return json.loads(line)
+
+    def stderr_tail(self) -> str:
+        return self._stderr_tail.decode("utf-8", "replace").strip()[-500:] or "(no stderr)"
+
+    def send(self, msg: dict) -> None:
+        self._out += (json.dumps(msg, separators=(",", ":")) + "\n").encode()
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass  # a wake-up is already pending
+
+    def pump(self) -> None:
+        """Run until the connection ends; raises HostDown with the reason."""
+        buf = getattr(self, "_inbuf", b"")
+        self._inbuf = b""
+        self.last_seen = time.monotonic()
+        if buf:
+            buf = self._dispatch(buf)
+        while not self._closed:
+            while self._out:
+                n = self._write(bytes(self._out))
+                if n <= 0:
+                    break
+                del self._out[:n]
+            got = False
+            while True:
+                data, err = self._read()
+                if err:
+                    self._stderr_tail = (self._stderr_tail + err)[-4096:]
+                if data is None:
+                    if not err:
+                        break
+                    continue
+                if data == b"":
+                    raise HostDown("agent connection closed: " + self.stderr_tail())
+                got = True
+                buf = self._dispatch(buf + data)
+            now = time.monotonic()
+            if got:
+                self.last_seen = now
+            left = self.last_seen + self.heartbeat_timeout - now
+            if left <= 0:
+                raise HostDown(f"no heartbeat for {self.heartbeat_timeout:g} s (host hung?)")
+            r, w = self._wait_fds()
+            readable, _, _ = gselect.select(r + [self._wake_r], w, [], left)
+            if self._wake_r in readable:
+                try:
+                    os.read(self._wake_r, 4096)
+                except BlockingIOError:
+                    pass
+
+    def _dispatch(self, buf: bytes) -> bytes:
+        *lines, rest = buf.split(b"\n")
+        for line in lines:
+            if line:
+                self.on_event(json.loads(line))
+        return rest
+
+    def close(self) -> None:
+        """Close the channel: the agent sees EOF and kills its tasks."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._shutdown()
+        finally:
+            for fd in (self._wake_r, self._wake_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+class LocalConnection(Connection):
+    """The agent as a child process of the head (``transport: local``)."""
+
+    proc: gsubprocess.Popen
+
+    def _open(self) -> None:
+        python = self.spec.python or sys.executable
+        cmd = agent_command(python, self.config(), self.spec.workdir)
+        # A session of its own: Ctrl-C on the head's terminal reaches the head only, which
+        # then stops the tasks in order (and records that it did).
+        self.proc = gsubprocess.Popen(["/bin/sh", "-c", cmd], stdin=gsubprocess.PIPE,
+                                      stdout=gsubprocess.PIPE, stderr=gsubprocess.PIPE,
+                                      start_new_session=True)
+        self._fds = [self.proc.stdout.fileno(), self.proc.stderr.fileno()]
+        for fd in self._fds + [self.proc.stdin.fileno()]:
+            os.set_blocking(fd, False)
+
+    def _read(self):
+        out = err = None
+        try:
+            out = os.read(self._fds[0], 65536)
+        except BlockingIOError:
+            pass
+        if len(self._fds) > 1:
+            try:
+                err = os.read(self._fds[1], 65536)
+            except BlockingIOError:
+                pass
+            if err == b"":
+                # stderr closed before stdout: stop watching it, or select would spin on it.
+                self._fds = self._fds[:1]
+                err = None
+        return out, err
+
+    def _write(self, data: bytes) -> int:
+        try:
+            return os.write(self.proc.stdin.fileno(), data)
+        except BlockingIOError:
+            return 0
+        except BrokenPipeError:
+            raise HostDown("agent's stdin closed") from None
+
+    def _wait_fds(self):
+        w = [self.proc.stdin.fileno()] if self._out else []
+        return list(self._fds), w
+
+    def _shutdown(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except gsubprocess.TimeoutExpired:
+            self.proc.kill()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+class SSHConnection(Connection):
+    """The agent on one long-lived channel of one parallel-ssh connection."""
+
+    def __init__(self, spec: HostSpec, target: SSHTarget, on_event, heartbeat, heartbeat_timeout,
+                 verify_host_key: bool = True, connect_timeout: float = 15.0):
+        super().__init__(spec, on_event, heartbeat, heartbeat_timeout)
+        self.target = target
+        self.verify_host_key = verify_host_key
+        self.connect_timeout = connect_timeout
+        self.client = None
+        self.chan = None
+
+    def _open(self) -> None:
+        from head.sshclient import connect
+
+        self.client = connect(self.target, self.verify_host_key, self.connect_timeout)
+        python = self.spec.python or "python3"
+        workdir = self.spec.workdir
+        cmd = agent_command(python, self.config(), workdir)
+        self.chan = self.client.open_session()
+        self.client.eagain(self.chan.execute, cmd)
+
+    def _read(self):
+        from ssh2.error_codes import LIBSSH2_ERROR_EAGAIN
+
+        out = err = None
+        size, data = self.chan.read(65536)
+        if size == LIBSSH2_ERROR_EAGAIN:
+            out = None
+        elif size > 0:
+            out = data
+        elif size == 0:
+            out = b"" if self.chan.eof() else None
+        else:
+            raise HostDown(f"SSH read error {size}")
+        esize, edata = self.chan.read_stderr(65536)
+        if esize > 0:
+            err = edata
+        return out, err
+
+    def _write(self, data: bytes) -> int:
+        from ssh2.error_codes import LIBSSH2_ERROR_EAGAIN
+
+        rc, n = self.chan.write(data)
+        if rc == LIBSSH2_ERROR_EAGAIN:
+            return n
+        if rc < 0:
+            raise HostDown(f"SSH write error {rc}")
+        return n
+
+    def _wait_fds(self):
+        from ssh2.session import LIBSSH2_SESSION_BLOCK_OUTBOUND
+
+        sock = self.client.sock
+        w = [sock] if self.client.session.block_directions() & LIBSSH2_SESSION_BLOCK_OUTBOUND else []
+        return [sock], w
+
+    def _shutdown(self) -> None:
+        client, self.client = self.client, None
+        if client is None:
+            return
+        try:
+            if self.chan is not None:
+                # Closing the socket is enough: sshd sees the TCP close, closes the agent's
+                # stdin, and the agent kills its tasks.  A polite channel close could block
+                # on a hung peer.
+                pass
+            sock = client.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError as e:
+                    if e.errno not in (errno.ENOTCONN, errno.EBADF):
+                        raise
+        finally:
+            client.session = None
+            client.sock = None
+
+
+def open_connection(spec: HostSpec, on_event, heartbeat: float, heartbeat_timeout: float,
+                    verify_host_key: bool = True, ssh_config: str | None = None) -> Connection:
+    """A connection object for ``spec`` (not yet opened)."""
+    if spec.transport == "local":
+        return LocalConnection(spec, on_event, heartbeat, heartbeat_timeout)
+    from head.hosts import resolve_ssh
+
+    return SSHConnection(spec, resolve_ssh(spec, ssh_config), on_event, heartbeat,
+                         heartbeat_timeout, verify_host_key)
+
+
+def sleep(seconds: float) -> None:
+    gevent.sleep(seconds)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs on a fresh Debian machine, then run it.
+#   bash scripts/test.sh [pytest args]
+# Installs Debian's openssh-server (the sshd test bed), mariadb-server and galera-4 (the loader's
+# database and cluster tests) and GNU parallel (the dispatch benchmark's peer) when missing,
+# then this project with its test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+[ -e /usr/lib/galera/libgalera_smm.so ] || need+=(galera-4)
+command -v parallel >/dev/null 2>&1 || need+=(parallel)
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+python3 -m ruff check .
+set +e
+python3 -m pytest "$@"
+rc=$?
+set -e
+# pytest exits 5 when it collected no test: that is a failure here, not a pass.
+exit $rc

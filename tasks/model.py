@@ -1,0 +1,82 @@
+"""A task is plain data: a shell command, a weight, the files it promises to write.
+
+Tasks are created by a task list (one shell command per line) or by an app's planner, stored
+in the run journal, and sent to a worker agent as JSON.  Nothing here talks to a host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+# The agent exports the worker's configured interpreter under this name, so an app's command
+# runs on whatever Python each host has been given in hosts.yaml.
+PYTHON_ENV = "PARALLEL_PYTHON"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work.
+
+    ``id`` must be stable across reruns of the same command: it is how a resumed run knows
+    what already finished.  ``outputs`` are paths (absolute, or relative to the task's working
+    directory) that the task writes atomically; the head copies them back from workers that
+    do not share its filesystem.  ``inputs`` are files the task reads that a worker without
+    the head's filesystem must be sent first (copied once per host and run).  ``weight`` orders dispatch (heaviest first) and is what the
+    planner balanced; it has no unit beyond "comparable within one run".
+    """
+
+    id: str
+    command: str
+    weight: float = 1.0
+    outputs: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()
+    timeout: float | None = None
+    env: tuple[tuple[str, str], ...] = field(default=())
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "command": self.command,
+            "weight": self.weight,
+            "outputs": list(self.outputs),
+            "inputs": list(self.inputs),
+            "timeout": self.timeout,
+            "env": dict(self.env),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> Task:
+        return cls(
+            id=d["id"],
+            command=d["command"],
+            weight=float(d.get("weight", 1.0)),
+            outputs=tuple(d.get("outputs", ())),
+            inputs=tuple(d.get("inputs", ())),
+            timeout=d.get("timeout"),
+            env=tuple(sorted((d.get("env") or {}).items())),
+        )
+
+
+def python_command(module: str, args: Sequence[str]) -> str:
+    """Shell command running ``python -m module args`` with the worker's interpreter."""
+    return f'"${{{PYTHON_ENV}:-python3}}" -m {module} ' + shlex.join([str(a) for a in args])
+
+
+def command_ids(commands: Iterable[str]) -> list[str]:
+    """Stable ids for a list of shell commands: a short hash, plus a counter for repeats.
+
+    The same command twice in one list is two tasks (users do that on purpose), so the
+    n-th repeat gets a ``-n`` suffix; the ids do not depend on line numbers, so inserting a
+    comment line in the task file does not make a resumed run redo everything.
+    """
+    seen: dict[str, int] = {}
+    ids = []
+    for cmd in commands:
+        h = hashlib.sha1(cmd.encode()).hexdigest()[:12]
+        n = seen.get(h, 0)
+        seen[h] = n + 1
+        ids.append(h if n == 0 else f"{h}-{n}")
+    return ids

@@ -1,0 +1,55 @@
+"""Task lists: one shell command per line, as GNU parallel reads them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks.model import Task, command_ids
+
+
+class TaskListError(ValueError):
+    """A task list that cannot be used; the message names the file, the line and the fix."""
+
+
+def read_task_list(path: str | Path) -> list[Task]:
+    """Read ``path``: one command per line; blank lines and lines starting with ``#`` skipped.
+
+    A line may end in a backslash to continue on the next line.  Commands must be valid UTF-8
+    text without NUL bytes (a shell cannot run those).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise TaskListError(f"{path}: no such task list; give a file with one command per line")
+    except OSError as e:
+        raise TaskListError(f"{path}: cannot read task list ({e.strerror})") from None
+    commands: list[str] = []
+    pending = ""
+    pending_line = 0
+    for lineno, bline in enumerate(raw.split(b"\n"), 1):
+        if b"\0" in bline:
+            raise TaskListError(f"{path}:{lineno}: NUL byte in a command; remove it")
+        try:
+            line = bline.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError:
+            raise TaskListError(
+                f"{path}:{lineno}: not UTF-8 text; save the task list as UTF-8"
+            ) from None
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if not pending:
+            pending_line = lineno
+        if line.endswith("\\"):
+            pending += line[:-1] + "\n"
+            continue
+        commands.append((pending + line).strip())
+        pending = ""
+    if pending:
+        raise TaskListError(
+            f"{path}:{pending_line}: the last command ends in a backslash with nothing after it; "
+            "remove the trailing backslash"
+        )
+    if not commands:
+        raise TaskListError(f"{path}: no commands in the task list; put one command per line")
+    return [Task(id=i, command=c) for i, c in zip(command_ids(commands), commands)]
