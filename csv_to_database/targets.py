@@ -247,9 +247,13 @@ def connect_mysql(target: Target, creds: Credentials, start: int = 0,
 def _galera_ready(conn) -> bool:
     """False for a Galera node that is up but not usable (wsrep_ready OFF); True otherwise."""
     with conn.cursor() as cur:
+        cur.execute("SHOW VARIABLES LIKE 'wsrep_on'")
+        row = cur.fetchone()
+        if row is None or row[1] != "ON":
+            return True  # not a Galera node (MariaDB ships wsrep variables even then)
         cur.execute("SHOW STATUS LIKE 'wsrep_ready'")
         row = cur.fetchone()
-    return row is None or row[1] == "ON"
+    return row is not None and row[1] == "ON"
 
 
 def error_code(exc: BaseException) -> int:

@@ -20,6 +20,7 @@ the agent: if the agent itself dies (even by SIGKILL), the guardian sees EOF and
 task group the agent had, so a lost worker never leaves orphans running.
 """
 
+import base64
 import json
 import os
 import queue
@@ -193,6 +194,14 @@ class Agent:
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         out_size, out_tail = _tail(m["out"])
         err_size, err_tail = _tail(m["err"])
+        inline = {}
+        limit = m.get("inline_max") or 0
+        for name, size in (("out", out_size), ("err", err_size)):
+            if size <= limit:
+                # Small logs travel with the event: no file copy for a worker that does not
+                # share the head's filesystem.
+                with open(m[name], "rb") as f:
+                    inline[name + "_b64"] = base64.b64encode(f.read()).decode()
         cwd = m.get("cwd") or "."
         missing = [o for o in (m.get("outputs") or [])
                    if rc == 0 and not os.path.exists(os.path.join(cwd, o))]
@@ -201,7 +210,8 @@ class Agent:
         self.send({"ev": "exit", "key": key, "rc": rc, "sig": sig, "t": time.time(),
                    "maxrss_kb": ru.ru_maxrss, "timed_out": timed_out,
                    "out_size": out_size, "err_size": err_size,
-                   "out_tail": out_tail, "err_tail": err_tail, "missing_outputs": missing})
+                   "out_tail": out_tail, "err_tail": err_tail, "missing_outputs": missing,
+                   **inline})
 
     def beat(self):
         while True:

@@ -259,7 +259,7 @@ class Scheduler:
                 return  # an attempt already given up (e.g. interrupted); nothing to record
             h.free.append(r.slot)
             h.free.sort()
-            if ev.get("rc") == 0 and not ev.get("timed_out") and h.stager is not None:
+            if h.stager is not None:
                 gevent.spawn(self._copy_back_then_finish, h, r, ev)
             else:
                 self._finish(h, r, ev)
@@ -277,7 +277,7 @@ class Scheduler:
         self.copying += 1
         reason = None
         try:
-            h.stager.fetch(r.task, self._log_paths(r.task, r.attempt))
+            h.stager.fetch(r.task, self._log_paths(r.task, r.attempt), ev)
         except Exception as e:
             ev = dict(ev, rc=None)
             reason = f"copying outputs back failed: {_describe(e)}"

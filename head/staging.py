@@ -11,6 +11,7 @@ a temporary name, then a rename.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import os
@@ -21,6 +22,11 @@ from gevent.lock import RLock
 
 from head.hosts import HostSpec, resolve_ssh
 from tasks import Task
+
+
+# Logs up to this size come back inside the agent's exit event (base64, so ~87 KB on the wire):
+# most tasks print far less, and one SFTP round trip costs more than sending 64 KB.
+INLINE_MAX = 64 * 1024
 
 
 class Stager:
@@ -73,12 +79,25 @@ class Stager:
         msg["err"] = self.remote(msg["err"])
         msg["outputs"] = [self.remote(o) if os.path.isabs(o) else o for o in task.outputs]
         msg["cwd"] = self.spec.workdir or None
+        msg["inline_max"] = INLINE_MAX
         return msg
 
-    def fetch(self, task: Task, logs: tuple[str, str]) -> None:
-        """Copy the task's declared outputs and its stdout/stderr back, atomically."""
+    def fetch(self, task: Task, logs: tuple[str, str], ev: dict) -> None:
+        """Copy the task's declared outputs and its stdout/stderr back, atomically.
+
+        Logs small enough to travel inside the exit event (``inline_max``) are written from
+        it; only larger ones and declared outputs cost an SFTP transfer.
+        """
+        to_copy = list(task.outputs)
+        for path, name in zip(logs, ("out", "err"), strict=True):
+            data = ev.get(f"{name}_b64")
+            if data is None:
+                to_copy.append(path)
+                continue
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_bytes(base64.b64decode(data))
         with self._lock:
-            for path in list(task.outputs) + list(logs):
+            for path in to_copy:
                 local = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
                 remote = self.remote(local) if os.path.isabs(path) else path
                 Path(local).parent.mkdir(parents=True, exist_ok=True)

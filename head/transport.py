@@ -32,6 +32,9 @@ from head.hosts import HostSpec, SSHTarget
 log = logging.getLogger(__name__)
 
 
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
 class HostDown(Exception):
     """The connection to a worker failed or went silent; the message says why."""
 
@@ -66,6 +69,7 @@ class Connection:
         os.set_blocking(self._wake_w, False)
         self._stderr_tail = b""
         self._closed = False
+        self._pumping = False
         self.last_seen = time.monotonic()
 
     # -- implemented by transports
@@ -131,6 +135,15 @@ class Connection:
 
     def pump(self) -> None:
         """Run until the connection ends; raises HostDown with the reason."""
+        self._pumping = True
+        try:
+            self._pump()
+        finally:
+            self._pumping = False
+            if self._closed:
+                self._close_wake()
+
+    def _pump(self) -> None:
         buf = getattr(self, "_inbuf", b"")
         self._inbuf = b""
         self.last_seen = time.monotonic()
@@ -184,11 +197,23 @@ class Connection:
         try:
             self._shutdown()
         finally:
-            for fd in (self._wake_r, self._wake_w):
+            if self._pumping:
+                # The pump is (or will be) parked in select on the wake-up pipe: wake it and
+                # let it close the pipe itself; closing an fd under a live watcher aborts libev.
                 try:
-                    os.close(fd)
+                    os.write(self._wake_w, b"x")
                 except OSError:
                     pass
+            else:
+                self._close_wake()
+
+    def _close_wake(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1
 
 
 class LocalConnection(Connection):
@@ -287,10 +312,22 @@ class SSHConnection(Connection):
             out = b"" if self.chan.eof() else None
         else:
             raise HostDown(f"SSH read error {size}")
+        if out:
+            self._quickack()
         esize, edata = self.chan.read_stderr(65536)
         if esize > 0:
             err = edata
         return out, err
+
+    def _quickack(self) -> None:
+        # sshd leaves Nagle on for sessions without a pty, so the agent's next small event
+        # waits until the previous one is ACKed; Linux delays that ACK by up to 40 ms.
+        # TCP_QUICKACK (not sticky: re-armed after each read) makes the head ACK at once.
+        if _QUICKACK is not None:
+            try:
+                self.client.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:
+                pass
 
     def _write(self, data: bytes) -> int:
         from ssh2.error_codes import LIBSSH2_ERROR_EAGAIN

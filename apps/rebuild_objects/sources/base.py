@@ -1,0 +1,98 @@
+"""The columnar detections block every source returns, and helpers shared by the sources."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# Lasair `candidates` columns the features read, in this order everywhere (SQL select lists,
+# Cassandra prepared statements, synthetic generation).
+FLOAT_COLUMNS = ("jd", "magpsf", "sigmapsf", "ra", "dec", "rb", "drb",
+                 "sgmag1", "srmag1", "sgscore1", "distpsnr1")
+INT_COLUMNS = ("fid", "nid")
+CANDIDATE_COLUMNS = ("objectId", "candid", "jd", "fid", "magpsf", "sigmapsf", "isdiffpos",
+                     "ra", "dec", "nid", "rb", "drb", "ssnamenr", "sgmag1", "srmag1",
+                     "sgscore1", "distpsnr1")
+# ZTF's isdiffpos: 't' / '1' = positive difference (the source brightened), 'f' / '0' negative.
+POSITIVE_VALUES = ("t", "1")
+# ssnamenr values that mean "no solar-system match" in ZTF alerts.
+NO_SSNAME = ("", "null", "None")
+
+
+@dataclass
+class Detections:
+    """Detections of a block of objects, as columns.
+
+    Rows are grouped by object in the order of ``ids`` (``counts[i]`` rows for ``ids[i]``; a count
+    may be 0).  If ``candid`` is None the source promises rows sorted by (jd, candid) within each
+    object; otherwise the feature code sorts them.  Missing floats are NaN, missing ssnamenr None.
+    """
+
+    ids: np.ndarray  # object ids (str), one per object
+    counts: np.ndarray  # int64
+    cols: dict[str, np.ndarray]  # FLOAT_COLUMNS (float64), fid/nid (int64), positive (bool)
+    ssnamenr: np.ndarray  # object array: str or None
+    candid: np.ndarray | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.counts.sum())
+
+
+def positive_flags(values: Sequence) -> np.ndarray:
+    """isdiffpos values -> bool array (True for 't' / '1', also for True / 1)."""
+    arr = np.asarray(values, dtype=object)
+    return np.isin(arr.astype(str), POSITIVE_VALUES + ("True",))
+
+
+def clean_ssnamenr(values: Sequence) -> np.ndarray:
+    """ssnamenr as an object array of str or None ('' / 'null' become None)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = [None if v is None or (isinstance(v, float) and v != v) or str(v) in NO_SSNAME
+              else str(v) for v in values]
+    return out
+
+
+def empty_detections(ids: Sequence[str] = ()) -> Detections:
+    """A block of objects with no detections."""
+    cols = {c: np.empty(0) for c in FLOAT_COLUMNS}
+    cols.update({c: np.empty(0, dtype=np.int64) for c in INT_COLUMNS})
+    cols["positive"] = np.empty(0, dtype=bool)
+    return Detections(np.asarray(list(ids), dtype=object), np.zeros(len(ids), dtype=np.int64),
+                      cols, np.empty(0, dtype=object))
+
+
+def concat(blocks: Sequence[Detections]) -> Detections:
+    """Join blocks of distinct objects, keeping their order."""
+    if not blocks:
+        return empty_detections()
+    cols = {c: np.concatenate([b.cols[c] for b in blocks]) for c in blocks[0].cols}
+    cand = None
+    if all(b.candid is not None for b in blocks):
+        cand = np.concatenate([b.candid for b in blocks])
+    elif any(b.candid is not None for b in blocks):
+        raise ValueError("cannot mix sorted and unsorted detection blocks")
+    return Detections(np.concatenate([b.ids for b in blocks]),
+                      np.concatenate([b.counts for b in blocks]), cols,
+                      np.concatenate([b.ssnamenr for b in blocks]), cand)
+
+
+def from_frame(df) -> Detections:
+    """A pandas DataFrame in the `candidates` shape -> Detections (rows with a candid only).
+
+    Objects come out in sorted objectId order; candid is kept so the feature code sorts by
+    (jd, candid) within each object.
+    """
+    import pandas as pd
+
+    df = df[df["candid"].notna()]
+    df = df.sort_values("objectId", kind="stable")
+    ids, counts = np.unique(df["objectId"].to_numpy(dtype=str), return_counts=True)
+    cols = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float) for c in FLOAT_COLUMNS}
+    cols.update({c: df[c].to_numpy(dtype=np.int64) for c in INT_COLUMNS})
+    cols["positive"] = positive_flags(df["isdiffpos"].to_numpy())
+    return Detections(ids.astype(object), counts.astype(np.int64), cols,
+                      clean_ssnamenr(df["ssnamenr"].to_numpy(dtype=object)),
+                      df["candid"].to_numpy(dtype=np.int64))

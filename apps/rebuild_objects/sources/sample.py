@@ -1,0 +1,59 @@
+"""The bundled real ZTF sample (or any CSV file in the `candidates` shape)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from apps.rebuild_objects.sources.base import Detections, from_frame
+
+
+def sample_path() -> Path:
+    """Path of the bundled candidates.csv (real ZTF detections, see data/PROVENANCE.md)."""
+    return Path(str(resources.files("apps.rebuild_objects") / "data" / "candidates.csv"))
+
+
+class CsvSource:
+    """A CSV file of detections, read whole (the sample is 3,630 rows)."""
+
+    ranges = True
+
+    def __init__(self, path: str | Path | None = None):
+        import pandas as pd
+
+        self.path = Path(path) if path else sample_path()
+        df = pd.read_csv(self.path, dtype={"objectId": str, "ssnamenr": str, "isdiffpos": str},
+                         keep_default_na=False, na_values=[""])
+        self.det = from_frame(df)
+        self._ends = np.cumsum(self.det.counts)
+
+    def list_objects(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.det.ids, self.det.counts
+
+    def _block(self, lo: int, hi: int) -> Detections:
+        d = self.det
+        a = int(self._ends[lo - 1]) if lo > 0 else 0
+        b = int(self._ends[hi - 1]) if hi > 0 else 0
+        return Detections(d.ids[lo:hi], d.counts[lo:hi], {k: v[a:b] for k, v in d.cols.items()},
+                          d.ssnamenr[a:b], d.candid[a:b])
+
+    def read_range(self, first: str, last: str) -> Detections:
+        ids = self.det.ids.astype(str)
+        return self._block(int(np.searchsorted(ids, first, "left")),
+                           int(np.searchsorted(ids, last, "right")))
+
+    def read_ids(self, ids: list[str]) -> Detections:
+        from apps.rebuild_objects.sources.base import concat
+
+        all_ids = self.det.ids.astype(str)
+        blocks = []
+        for oid in ids:
+            i = int(np.searchsorted(all_ids, oid))
+            if i < all_ids.size and all_ids[i] == oid:
+                blocks.append(self._block(i, i + 1))
+        return concat(blocks)
+
+    def close(self) -> None:
+        pass
