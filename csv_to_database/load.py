@@ -13,7 +13,7 @@ from pathlib import Path
 
 from csv_to_database.errors import LoadError, ShardError, UsageError, show_path
 from csv_to_database.schema import load_schema
-from csv_to_database.shard import Shard, digest
+from csv_to_database.shard import scan
 from csv_to_database.targets import Credentials, Target, check_identifier
 
 
@@ -176,8 +176,8 @@ def _load_one(loader, path: Path, report: Callable[[int], None]) -> ShardResult:
         report(nbytes)
 
     try:
-        size, sha = digest(path)
-        shard = Shard(path, size, sha)
+        shard = scan(path)
+        size = shard.size
         status = loader.load(shard, counted)
         counted(max(size - done, 0))  # skipped shards were never read: count them now
         return ShardResult(path, status, shard.rows, size)

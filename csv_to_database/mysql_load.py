@@ -14,7 +14,14 @@ import pymysql
 from csv_to_database.errors import ShardError, UsageError
 from csv_to_database.ledger import Ledger
 from csv_to_database.schema import mysql_columns
-from csv_to_database.shard import Column, Shard, ShardReader, write_mysql_file
+from csv_to_database.shard import (
+    Column,
+    Shard,
+    ShardReader,
+    read_header,
+    scan,
+    write_mysql_file,
+)
 from csv_to_database.targets import (
     NODE_DOWN_CODES,
     RETRY_CODES,
@@ -27,7 +34,7 @@ from csv_to_database.targets import (
 MODES = {"replace": "REPLACE", "ignore": "IGNORE", "insert": ""}
 DUPLICATE_KEY = 1062  # ER_DUP_ENTRY: expected (and skipped rows) under --ignore only
 ATTEMPTS = 8  # tries per shard across failovers/deadlocks: backoff 0.25 s .. 32 s
-_AT_ROW = re.compile(r"at row (\d+)")
+_AT_ROW = re.compile(r"(?:at row|Row) (\d+)")
 _RECORDS = re.compile(rb"Records: (\d+)")
 
 
@@ -90,7 +97,7 @@ class MySQLLoader:
     # -- one shard ---------------------------------------------------------------------------
     def load(self, shard: Shard, progress: Callable[[int], None] | None = None) -> str:
         """Load one shard exactly once: returns ``"loaded"`` or ``"skipped"``; raises ShardError."""
-        tmp = None
+        source = None  # (file LOAD DATA reads, whether it is our temp file)
         try:
             for attempt in range(ATTEMPTS):
                 try:
@@ -101,29 +108,42 @@ class MySQLLoader:
                     if self.ledger.decide(shard, entry, self.reload) == "skip":
                         shard.rows = entry.nrows
                         return "skipped"
-                    if tmp is None:
-                        tmp = self._write_temp(shard, progress)
-                    return self._load_once(shard, tmp)
+                    if source is None:
+                        source = self._source(shard, progress)
+                    return self._load_once(shard, source[0])
                 except (pymysql.err.OperationalError, pymysql.err.InterfaceError,
                         pymysql.err.InternalError, OSError) as e:
                     code = error_code(e)
                     retryable = code in RETRY_CODES or isinstance(
                         e, (pymysql.err.InterfaceError, OSError))
                     if not retryable or attempt + 1 == ATTEMPTS:
-                        raise ShardError(shard.path, None,
-                                         f"database error: {self.creds.password.scrub(str(e))}",
-                                         "nothing of this shard was committed; rerun") from None
+                        raise self._refused(shard, e) from None
                     if code in NODE_DOWN_CODES or not isinstance(e, pymysql.err.OperationalError):
                         self.host += 1  # this node is gone: fail over to the next one
                     self.close()
                     time.sleep(min(0.25 * 2 ** attempt, 32))
+                except pymysql.err.MySQLError as e:  # DataError, IntegrityError, ...: the data
+                    raise self._refused(shard, e) from None
             raise AssertionError("unreachable")
         finally:
-            if tmp is not None:
-                os.unlink(tmp)
+            if source is not None and source[1]:
+                os.unlink(source[0])
 
-    def _write_temp(self, shard: Shard, progress) -> str:
-        """Validate the shard into a private temp file in LOAD DATA's native format."""
+    def _refused(self, shard: Shard, e: Exception) -> ShardError:
+        text = self.creds.password.scrub(str(e.args[-1] if e.args else e))
+        m = _AT_ROW.search(text)
+        line = shard.line_of(int(m.group(1))) if m else None
+        return ShardError(shard.path, line, f"refused by MySQL: {text}",
+                          "fix the data; nothing of this shard was committed")
+
+    def _source(self, shard: Shard, progress) -> tuple[str, bool]:
+        """The file LOAD DATA reads: a simple shard itself, else a validated temp file."""
+        if shard.simple:
+            read_header(shard, self.table, self.columns)
+            if shard.simple_shape_ok():
+                shard.rows = shard.simple_rows()
+                return str(shard.path.resolve()), False
+            shard.simple = False  # some row is ragged: let the Python parser find it
         fd, tmp = tempfile.mkstemp(prefix="shard-", suffix=".tsv", dir=self.tmpdir)
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as out:
@@ -131,9 +151,26 @@ class MySQLLoader:
         except BaseException:
             os.unlink(tmp)
             raise
-        return tmp
+        return tmp, True
 
-    def _load_once(self, shard: Shard, tmp: str) -> str:
+    def _load_data_sql(self, shard: Shard) -> str:
+        """LOAD DATA of the shard's columns through user variables, so that empty fields
+        become NULL and integer columns refuse '1.5' (MariaDB would round it silently)."""
+        verb = MODES[self.mode]
+        vars_ = ", ".join(f"@v{i}" for i in range(len(shard.columns)))
+        sets = ", ".join(f"`{c.name}` = {_value_expr(c, f'@v{i}', shard.simple)}"
+                         for i, c in enumerate(shard.columns))
+        if shard.simple:
+            # The CSV as is: plain commas, no quotes (checked by scan()).
+            fmt = ("FIELDS TERMINATED BY ',' ESCAPED BY '' LINES TERMINATED BY '\\n'"
+                   " IGNORE 1 LINES")
+        else:
+            # Our rewritten temp file: tab-separated, backslash escapes, \N = NULL.
+            fmt = "FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
+        return (f"LOAD DATA LOCAL INFILE %s {verb} INTO TABLE `{self.table}`"
+                f" CHARACTER SET utf8mb4 {fmt} ({vars_}) SET {sets}")
+
+    def _load_once(self, shard: Shard, source: str) -> str:
         conn = self.conn
         conn.begin()
         try:
@@ -142,12 +179,11 @@ class MySQLLoader:
                                      pymysql.err.IntegrityError) == "skip":
                     conn.rollback()
                     return "skipped"
-                collist = ", ".join(f"`{c.name}`" for c in shard.columns)
-                cur.execute(
-                    f"LOAD DATA LOCAL INFILE %s {MODES[self.mode]} INTO TABLE `{self.table}`"
-                    " CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\'"
-                    f" LINES TERMINATED BY '\\n' ({collist})", (tmp,))
+                cur.execute(self._load_data_sql(shard), (source,))
                 self._check_load(cur, shard)
+                if shard.simple and (scan(shard.path).sha256 != shard.sha256):
+                    raise ShardError(shard.path, None, "file changed while it was being loaded",
+                                     "wait for the writer to finish, then rerun")
                 self.ledger.finish(cur, self.table, shard)
             conn.commit()
             return "loaded"
@@ -194,3 +230,13 @@ class MySQLLoader:
             if row[pk[0]] == want:
                 return dummy.line_of(n)
         return None
+
+
+def _value_expr(col: Column, var: str, simple: bool) -> str:
+    """SQL for one column's value from user variable ``var``."""
+    value = f"NULLIF({var}, '')" if simple else var  # the rewritten file already has \N
+    if col.kind != "int":
+        return value
+    # A non-integer becomes a string MySQL refuses with warning 1366, naming the row.
+    return (f"IF({value} REGEXP '^[-+]?[0-9]+$' OR {value} IS NULL, {value},"
+            f" CONCAT('not an integer: ', {var}))")

@@ -79,15 +79,20 @@ def kind_of(sql_type: str) -> str:
 def mysql_columns(cur, table: str) -> dict[str, Column]:
     """Columns of ``table`` in the connection's database, keyed by lower-case name ({} if none)."""
     cur.execute(
-        "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY, IS_NULLABLE FROM information_schema.COLUMNS"
+        "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_KEY, IS_NULLABLE, EXTRA"
+        " FROM information_schema.COLUMNS"
         " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
         (table,))
-    return {name.lower(): Column(name, kind_of(dtype), key == "PRI", nullable == "NO")
-            for name, dtype, key, nullable in cur.fetchall()}
+    return {name.lower(): Column(name, kind_of(dtype), key == "PRI", nullable == "NO",
+                                 "auto_increment" in (extra or "").lower())
+            for name, dtype, key, nullable, extra in cur.fetchall()}
 
 
 def sqlite_columns(conn, table: str) -> dict[str, Column]:
     """Columns of SQLite ``table`` keyed by lower-case name ({} if the table does not exist)."""
     rows = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
-    return {name.lower(): Column(name, kind_of(ctype), pk > 0, bool(notnull))
+    npk = sum(1 for r in rows if r[5] > 0)
+    # a lone INTEGER PRIMARY KEY is the rowid: SQLite fills it in when omitted
+    return {name.lower(): Column(name, kind_of(ctype), pk > 0, bool(notnull),
+                                 pk > 0 and npk == 1 and ctype.upper() == "INTEGER")
             for _cid, name, ctype, notnull, _dflt, pk in rows}

@@ -36,6 +36,7 @@ class Column:
     kind: str  # "int", "float" or "text": how SQLite values are checked/converted
     pk: bool = False
     notnull: bool = False
+    auto: bool = False  # filled in by the database (AUTO_INCREMENT, SQLite INTEGER PRIMARY KEY)
 
 
 @dataclass
@@ -49,6 +50,12 @@ class Shard:
     columns: list[Column] = field(default_factory=list)
     # physical line number where each data record starts (to map "at row N" to file:line)
     lines: array = field(default_factory=lambda: array("q"))
+    # "simple": no quote, CR, NUL or blank line anywhere, so every line after the header is
+    # exactly one record and MySQL can read the file itself (record N = line N + 1)
+    simple: bool = False
+    newlines: int = 0
+    commas: int = 0
+    ends_with_newline: bool = True
 
     @property
     def name(self) -> str:
@@ -57,18 +64,66 @@ class Shard:
 
     def line_of(self, record: int) -> int | None:
         """File line of 1-based data record ``record``."""
+        if self.simple and not self.lines:
+            return record + 1 if record > 0 else None
         return self.lines[record - 1] if 0 < record <= len(self.lines) else None
+
+    def simple_rows(self) -> int:
+        """Data records of a simple shard: its lines minus the header."""
+        lines = self.newlines + (0 if self.ends_with_newline else 1)
+        return max(lines - 1, 0)
+
+    def simple_shape_ok(self) -> bool:
+        """Whether a simple shard has exactly (columns - 1) commas per line in total.
+
+        A short row then implies a long one, which LOAD DATA reports (warning 1262); a
+        mismatch sends the shard through the Python parser, which names the line.
+        """
+        lines = self.simple_rows() + 1
+        return self.commas == (len(self.columns) - 1) * lines
 
 
 def digest(path: Path) -> tuple[int, str]:
     """``(size, sha256 hex)`` of a file, read in 1 MiB chunks."""
+    shard = scan(path)
+    return shard.size, shard.sha256
+
+
+def scan(path: Path) -> Shard:
+    """Size, sha256, line count and whether the file is "simple" (see :class:`Shard`).
+
+    One pass of C-speed byte searches; costs about as much as the hashing itself.
+    """
     h = hashlib.sha256()
-    n = 0
+    n = newlines = commas = 0
+    odd = False
+    last = b"\n"  # a blank first line counts as a blank line
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
             n += len(chunk)
-    return n, h.hexdigest()
+            newlines += chunk.count(b"\n")
+            commas += chunk.count(b",")
+            if not odd:
+                odd = (b'"' in chunk or b"\r" in chunk or b"\x00" in chunk
+                       or b"\n\n" in chunk or (last == b"\n" and chunk[:1] == b"\n"))
+            last = chunk[-1:]
+    return Shard(Path(path), n, h.hexdigest(), simple=not odd and n > 0, newlines=newlines, commas=commas,
+                 ends_with_newline=last == b"\n")
+
+
+def read_header(shard: Shard, table: str, table_cols: dict[str, Column]) -> list[Column]:
+    """Parse and check only the header line of a simple shard; sets ``shard.columns``."""
+    with open(shard.path, "rb") as f:
+        first = f.readline(FIELD_LIMIT)
+    try:
+        text = first.decode("utf-8-sig").rstrip("\n")
+    except UnicodeDecodeError as e:
+        raise ShardError(shard.path, 1, f"header is not UTF-8: {e.reason}",
+                         "re-export the shard as UTF-8") from None
+    header = next(csv.reader([text]), [])
+    shard.columns = match_header(shard.path, header, table, table_cols)
+    return shard.columns
 
 
 class _HashingReader(io.RawIOBase):
@@ -109,7 +164,8 @@ def match_header(path: Path, header: list[str], table: str,
                          f"{', '.join(repr(u) for u in unknown[:10])}{hint}",
                          "fix the header or the table schema")
     cols = [table_cols[n.lower()] for n in names]
-    pk_missing = [c.name for c in table_cols.values() if c.pk and c.name.lower() not in seen]
+    pk_missing = [c.name for c in table_cols.values()
+                  if c.pk and not c.auto and c.name.lower() not in seen]
     if pk_missing:
         raise ShardError(path, 1, f"header lacks primary key column(s) {', '.join(pk_missing)} "
                          f"of table {table}", "add them to the CSV")
@@ -213,13 +269,22 @@ def sqlite_rows(reader: ShardReader) -> Iterator[tuple]:
     """
     shard = reader.shard
     convs: list[Callable[[str], object]] | None = None
+    required: list[int] = []
     for row in reader.records():
         if convs is None:
             convs = [_CONVERTERS[c.kind] for c in shard.columns]
+            # SQLite accepts NULL in a non-INTEGER PRIMARY KEY; MySQL does not: refuse it
+            required = [i for i, c in enumerate(shard.columns) if (c.pk and not c.auto) or c.notnull]
         try:
-            yield tuple([conv(v) if v else None for conv, v in zip(convs, row, strict=True)])
+            values = tuple([conv(v) if v else None for conv, v in zip(convs, row, strict=True)])
         except ValueError:
-            yield _bad_value(shard, convs, row)
+            values = _bad_value(shard, convs, row)
+        for i in required:
+            if values[i] is None:
+                raise ShardError(shard.path, shard.line_of(len(shard.lines)),
+                                 f"empty value for NOT NULL column {shard.columns[i].name}",
+                                 "every row needs a value there")
+        yield values
 
 
 def _text(v: str) -> str:
@@ -235,7 +300,16 @@ def _float(v: str) -> float:
     return x
 
 
-_CONVERTERS: dict[str, Callable[[str], object]] = {"int": int, "float": _float, "text": _text}
+_INT = re.compile(r"[-+]?[0-9]+").fullmatch
+
+
+def _int(v: str) -> int:
+    if not _INT(v):  # as strict as the MySQL check (no '1.5', ' 7', '1_000')
+        raise ValueError(v)
+    return int(v)
+
+
+_CONVERTERS: dict[str, Callable[[str], object]] = {"int": _int, "float": _float, "text": _text}
 
 
 def _bad_value(shard: Shard, convs, row: list[str]) -> tuple:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import gevent
 from gevent.event import Event
 
-from head.hosts import HostSpec
+from head.hosts import HostSpec, SSHTarget, resolve_ssh
 from head.journal import Journal
 from head.staging import Stager
 from head.transport import Connection, HostDown, open_connection
@@ -100,6 +100,7 @@ class HostState:
     done: int = 0
     failed: int = 0
     stager: Stager | None = None
+    target: SSHTarget | None = None  # ~/.ssh/config applied, for SSH workers
 
     @property
     def label(self) -> str:
@@ -116,7 +117,10 @@ class Scheduler:
         self.journal = journal
         self.run_name = run_name
         self.run_dir = journal.run_dir.resolve()
-        self.hosts = [HostState(h) for h in hosts]
+        # Resolve ~/.ssh/config (``ssh -G``) now, before any greenlet runs: a child process
+        # started while another connection is in its handshake interrupts it (SIGCHLD).
+        self.hosts = [HostState(h, target=None if h.transport == "local"
+                                else resolve_ssh(h, opts.ssh_config)) for h in hosts]
         self.tasks = {t.id: t for t in tasks}
         self.total = len(tasks)
         self.heap: list[tuple[float, int, str]] = [(-t.weight, i, t.id) for i, t in enumerate(tasks)]
@@ -180,16 +184,19 @@ class Scheduler:
         delay = RECONNECT_FIRST
         while not self.stopping and not self.finished.is_set():
             h.state = "connecting"
-            conn = open_connection(h.spec, lambda ev, h=h: self._on_event(h, ev),
+            conn = open_connection(h.spec, h.target, lambda ev, h=h: self._on_event(h, ev),
                                    self.opts.heartbeat, self.opts.heartbeat_timeout,
-                                   self.opts.verify_host_keys, self.opts.ssh_config)
+                                   self.opts.verify_host_keys)
             h.conn = conn
             try:
                 hello = conn.open()
             except Exception as e:
+                log.debug("connecting to %s failed", h.label, exc_info=True)
+                conn.close()
+                if self.stopping or self.finished.is_set():
+                    return  # the run ended while this host was still connecting
                 permanent = _permanent(e)
                 self._host_failed(h, _describe(e), permanent)
-                conn.close()
                 if permanent:
                     return
                 gevent.sleep(delay)
@@ -203,7 +210,7 @@ class Scheduler:
             h.reason = ""
             h.free = list(range(h.spec.procs))
             if not h.spec.shares_fs and h.stager is None:
-                h.stager = Stager(h.spec, self.opts, self.run_dir, self.run_name, hello)
+                h.stager = Stager(h.spec, h.target, self.opts, self.run_dir, self.run_name, hello)
             self.journal.host_event(h.label, "up", f"agent pid {hello.get('pid')}")
             self.journal.host_state(h.label, h.spec.procs, "up", hello=hello)
             self._dispatch()
@@ -365,7 +372,9 @@ class Scheduler:
         return not self.opts.memfree or h.memfree is None or h.memfree >= self.opts.memfree
 
     def _next_for(self, h: HostState) -> Task | None:
-        up = {x.label for x in self.hosts if x.state == "up"}
+        # Hosts that can take the retry soon: up, or still making their first connection.
+        up = {x.label for x in self.hosts
+              if x.state == "up" or (x.state == "connecting" and x.connect_failures == 0)}
         for i, tid in enumerate(self.retry_ready):
             tried = self.failed_hosts.get(tid, set())
             # Prefer a host this task has not failed on; use the same one only when it has

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from gevent.lock import RLock
 
-from head.hosts import HostSpec, resolve_ssh
+from head.hosts import HostSpec, SSHTarget
 from tasks import Task
 
 
@@ -32,8 +32,10 @@ INLINE_MAX = 64 * 1024
 class Stager:
     """Path mapping and file copies for one worker that does not share the head's files."""
 
-    def __init__(self, spec: HostSpec, opts, run_dir: Path, run_name: str, hello: dict):
+    def __init__(self, spec: HostSpec, target: SSHTarget, opts, run_dir: Path, run_name: str,
+                 hello: dict):
         self.spec = spec
+        self.target = target
         self.opts = opts
         self.local_run = str(run_dir)
         self.remote_run = posixpath.join(hello.get("cwd") or ".", "lasair-runs", run_name)
@@ -45,8 +47,7 @@ class Stager:
         if self._client is None:
             from head.sshclient import connect
 
-            self._client = connect(resolve_ssh(self.spec, self.opts.ssh_config),
-                                   self.opts.verify_host_keys)
+            self._client = connect(self.target, self.opts.verify_host_keys)
         return self._client
 
     def close(self) -> None:

@@ -368,15 +368,13 @@ class SSHConnection(Connection):
             client.sock = None
 
 
-def open_connection(spec: HostSpec, on_event, heartbeat: float, heartbeat_timeout: float,
-                    verify_host_key: bool = True, ssh_config: str | None = None) -> Connection:
-    """A connection object for ``spec`` (not yet opened)."""
+def open_connection(spec: HostSpec, target: SSHTarget | None, on_event, heartbeat: float,
+                    heartbeat_timeout: float, verify_host_key: bool = True) -> Connection:
+    """A connection object for ``spec`` (not yet opened); ``target`` for SSH workers."""
     if spec.transport == "local":
         return LocalConnection(spec, on_event, heartbeat, heartbeat_timeout)
-    from head.hosts import resolve_ssh
-
-    return SSHConnection(spec, resolve_ssh(spec, ssh_config), on_event, heartbeat,
-                         heartbeat_timeout, verify_host_key)
+    assert target is not None
+    return SSHConnection(spec, target, on_event, heartbeat, heartbeat_timeout, verify_host_key)
 
 
 def sleep(seconds: float) -> None:

@@ -112,3 +112,13 @@ def spectra(tmpl: Template, fft_shape: tuple[int, int]) -> tuple[np.ndarray, np.
     both[1][np.ix_(rows, cols)] = tmpl.support
     f = sfft.rfft2(both, workers=1)
     return np.conj(f[0]), np.conj(f[1])
+
+
+def search_grid(angle_step: float = 1.0, log_kt_min: float = 0.0, log_kt_max: float = 3.4,
+                log_kt_step: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Strikes -90..90 and kt = 10^(min..max) in m^2; the defaults are scarplet's grid."""
+    n_ang = int(round(180.0 / angle_step)) + 1
+    angles = np.round(np.linspace(-90.0, 90.0, n_ang), 10)
+    n_kt = int(round((log_kt_max - log_kt_min) / log_kt_step)) + 1
+    kts = 10.0 ** np.round(log_kt_min + log_kt_step * np.arange(n_kt), 10)
+    return angles, kts

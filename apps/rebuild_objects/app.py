@@ -1,0 +1,116 @@
+"""Plan a rebuild of Lasair's object features: blocks of objects balanced by detection count."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+
+import numpy as np
+
+from tasks import Task, python_command
+from tasks.app import PlanContext
+from tasks.outputs import atomic_write
+from tasks.weights import split_by_weight, target_block_weight
+
+# Detections per second of one process, end to end (read + features + shard), measured by
+# benchmarks/rebuild_objects.py on the SQLite source (see benchmarks/rebuild_objects.md):
+# ~1.28M detections of 128,000 objects in ~6 s.  Only used to size tasks and print estimates.
+DETECTIONS_PER_SECOND = 200_000.0
+MIN_TASK_SECONDS = 2.0  # below this, interpreter start-up and the DB connection dominate
+MAX_TASK_SECONDS = 300.0  # a straggler or a retry costs at most this much
+SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="parallel run apps/rebuild_objects --",
+        description="Recompute Lasair's ZTF object features (one CSV shard per task, under "
+                    "<run dir>/shards/, loadable with csv_to_database --table objects).")
+    p.add_argument("--source", default="sample",
+                   help="sample (bundled real ZTF data, default), csv:PATH, synthetic:N[:SEED], "
+                        "sqlite:///path.db, mysql://user@host:port/db (password from MYSQL_PWD "
+                        "or ~/.my.cnf on the workers), cassandra://host[,host]:port/keyspace; "
+                        "add ?table=NAME for a table other than candidates")
+    p.add_argument("--window-days", type=float, default=0.0,
+                   help="keep only detections with jd > jdmax - D per object (the seed's "
+                        "30-day rule, matching real-time alerts); default 0 = the whole light "
+                        "curve, what Lasair's code does now, so a rebuild loses no history")
+    p.add_argument("--task-seconds", type=float, default=None,
+                   help="target duration of one task; default: the work split into 2 blocks "
+                        f"per slot, kept between {MIN_TASK_SECONDS:g} and "
+                        f"{MAX_TASK_SECONDS:g} s at --rate")
+    p.add_argument("--rate", type=float, default=DETECTIONS_PER_SECOND,
+                   help="detections per second of one process, for sizing tasks "
+                        f"(default {DETECTIONS_PER_SECOND:g}, measured by "
+                        "benchmarks/rebuild_objects.py)")
+    return p
+
+
+def block_weight(total: float, slots: int, rate: float, task_seconds: float | None) -> float:
+    """Detections per task: from --task-seconds, else 2 blocks per slot clamped in duration."""
+    if task_seconds is not None:
+        if task_seconds <= 0:
+            raise ValueError("--task-seconds must be > 0")
+        return task_seconds * rate
+    w = target_block_weight(total, slots)
+    return float(np.clip(w, MIN_TASK_SECONDS * rate, MAX_TASK_SECONDS * rate))
+
+
+def _task_id(first: str, last: str, tag: str) -> str:
+    return f"objects-{SAFE.sub('_', first)}-{SAFE.sub('_', last)}-{tag}"
+
+
+def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
+    """One task per block of objects; ids derive from the block's first/last objectId."""
+    from apps.rebuild_objects.sources import open_source
+
+    if args.window_days < 0:
+        raise ValueError("--window-days must be >= 0")
+    if args.rate <= 0:
+        raise ValueError("--rate must be > 0")
+    src = open_source(args.source)
+    try:
+        ids, counts = src.list_objects()
+        ranges = src.ranges
+    finally:
+        src.close()
+    if len(ids) == 0:
+        return []
+    # Sources that cannot tell detection counts cheaply (Cassandra) report 0: weigh 1 then.
+    weights = np.where(counts > 0, counts, 1).astype(float)
+    max_w = block_weight(float(weights.sum()), ctx.slots, args.rate, args.task_seconds)
+    # Tag: the same blocks over another source or window are other tasks (and other shards).
+    tag = hashlib.sha1(f"{args.source}|{args.window_days!r}".encode()).hexdigest()[:8]
+    shards = ctx.run_dir / "shards"
+    tasks = []
+    for block in split_by_weight(weights, max_w):
+        first, last = str(ids[block[0]]), str(ids[block[-1]])
+        tid = _task_id(first, last, tag)
+        out = shards / f"{tid}.csv"
+        argv = ["--source", args.source, "--window-days", repr(args.window_days),
+                "--output", str(out)]
+        inputs: tuple[str, ...] = ()
+        if ranges:
+            argv += ["--first", first, "--last", last]
+        else:
+            block_file = ctx.run_dir / "blocks" / f"{tid}.txt"
+            with atomic_write(block_file) as f:
+                f.write("".join(f"{ids[i]}\n" for i in block))
+            argv += ["--objects-file", str(block_file)]
+            inputs = (str(block_file),)  # sent to workers without the head's filesystem
+        w = float(weights[block].sum())
+        tasks.append(Task(id=tid, command=python_command("apps.rebuild_objects.task", argv),
+                          weight=w, outputs=(str(out),), inputs=inputs,
+                          timeout=max(60.0, 10.0 * w / args.rate)))
+    return tasks
+
+
+def describe(args: argparse.Namespace, ctx: PlanContext, tasks: list[Task]) -> str:
+    """Objects, detections and the time estimate, printed before the run."""
+    total = sum(t.weight for t in tasks)
+    heaviest = max((t.weight for t in tasks), default=0)
+    work = total / args.rate
+    return (f"rebuild_objects: {len(tasks)} tasks, {total:.0f} detections (heaviest task "
+            f"{heaviest:.0f}); ~{work:.1f} s of work at {args.rate:g} detections/s per process, "
+            f"~{max(work / max(ctx.slots, 1), heaviest / args.rate):.1f} s on {ctx.slots} slots")

@@ -1,0 +1,110 @@
+"""Plan a scarp search: split the strike grid into tasks; gather reduces the partials.
+
+``parallel run apps/scarp_search --workers hosts.yaml --procs 8 -- --dem carrizo.tif --d 100``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from apps.scarp_search.task import add_grid_options
+from tasks import Task, python_command
+from tasks.app import PlanContext
+from tasks.weights import split_by_weight, target_block_weight
+
+PARTS = "parts"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="parallel run apps/scarp_search --",
+        description="Fit diffusion-degraded scarp templates to a DEM (best fit per pixel).",
+    )
+    p.add_argument("--dem", required=True, help="GeoTIFF DEM (NaN or nodata = missing)")
+    add_grid_options(p)
+    p.add_argument("--snr-min", type=float, default=200.0,
+                   help="CSV/PNG detection threshold on SNR (default 200)")
+    p.add_argument("--timeout", type=float, default=None, help="per-task timeout, seconds")
+    return p
+
+
+def _grid(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    from apps.scarp_search.templates import search_grid
+
+    return search_grid(args.angle_step, args.log_kt_min, args.log_kt_max, args.log_kt_step)
+
+
+def _shape(path: str) -> tuple[int, int]:
+    from apps.scarp_search.io import read_dem
+
+    return read_dem(path).z.shape
+
+
+def _blocks(args: argparse.Namespace, ctx: PlanContext) -> list[tuple[int, int]]:
+    """Contiguous strike ranges of near-equal weight; deterministic, so ids are stable."""
+    angles, _ = _grid(args)
+    w = np.ones(len(angles))  # every strike costs the same: n_kt templates over the grid
+    blocks = split_by_weight(w, target_block_weight(w.sum(), max(ctx.slots, 1)))
+    return sorted((int(b[0]), int(b[-1]) + 1) for b in blocks)
+
+
+def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
+    """One task per strike range; each writes parts/scarp-<i0>-<i1>.npz under the run dir."""
+    dem = str(Path(args.dem).resolve())
+    ny, nx = _shape(dem)
+    _, kts = _grid(args)
+    tasks = []
+    for i0, i1 in _blocks(args, ctx):
+        out = ctx.run_dir / PARTS / f"scarp-{i0:04d}-{i1:04d}.npz"
+        argv = ["--dem", dem, "--angles", f"{i0}:{i1}", "--out", str(out),
+                "--d", repr(args.d), "--angle-step", repr(args.angle_step),
+                "--log-kt-min", repr(args.log_kt_min), "--log-kt-max", repr(args.log_kt_max),
+                "--log-kt-step", repr(args.log_kt_step)]
+        tasks.append(Task(id=f"scarp-{i0:04d}-{i1:04d}",
+                          command=python_command("apps.scarp_search.task", argv),
+                          weight=float((i1 - i0) * len(kts) * ny * nx),
+                          outputs=(str(out),), timeout=args.timeout))
+    return tasks
+
+
+def measure_rate(args: argparse.Namespace, n_templates: int = 3) -> tuple[float, float]:
+    """Seconds per template and per strike, measured on this DEM (a quick timed run)."""
+    from apps.scarp_search.io import read_dem
+    from apps.scarp_search.matching import Matcher
+
+    dem = read_dem(args.dem)
+    angles, kts = _grid(args)
+    m = Matcher(dem.z, dem.dx_e, dem.dy_n, args.d, kts[-n_templates:], angles[:1])
+    t0 = time.perf_counter()
+    m.run([0])
+    per_template = (time.perf_counter() - t0) / n_templates
+    return per_template, per_template * len(kts)
+
+
+def describe(args: argparse.Namespace, ctx: PlanContext, tasks: list[Task]) -> str:
+    """Time estimate from a measured rate (3 of the largest templates timed on this DEM)."""
+    angles, kts = _grid(args)
+    _, per_strike = measure_rate(args)
+    total = per_strike * len(angles)
+    slots = max(1, min(ctx.slots, len(tasks)))
+    return (f"scarp_search: {len(angles)} strikes x {len(kts)} kt = {len(angles) * len(kts)} "
+            f"templates in {len(tasks)} tasks; measured {per_strike / len(kts) * 1e3:.1f} ms "
+            f"per template -> ~{total:.0f} s of CPU, ~{total / slots:.0f} s on {slots} slots")
+
+
+def gather(args: argparse.Namespace, ctx: PlanContext) -> None:
+    """Reduce the partials into best_fit.tif, detections.csv and detections.png."""
+    from apps.scarp_search.gather import reduce_partials, write_outputs
+    from apps.scarp_search.io import read_dem
+
+    angles, kts = _grid(args)
+    paths = [ctx.run_dir / PARTS / f"scarp-{i0:04d}-{i1:04d}.npz"
+             for i0, i1 in _blocks(args, ctx)]
+    best = reduce_partials(paths)
+    dem = read_dem(args.dem)
+    write_outputs(ctx.run_dir, best, dem, kts, angles, args.snr_min,
+                  f"{Path(args.dem).name}: scarps, d = {args.d:g} m, SNR >= {args.snr_min:g}")

@@ -1,0 +1,50 @@
+"""Small helpers for tests that drive the real ``parallel`` CLI."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+PARALLEL = [sys.executable, "-m", "head.cli"]
+
+
+def parallel(*args: str, cwd: Path, timeout: float = 120, check: bool = False,
+             **kw) -> subprocess.CompletedProcess:
+    """Run ``parallel ARGS`` in ``cwd`` and return the finished process (text output)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.run(PARALLEL + [str(a) for a in args], cwd=cwd, capture_output=True,
+                       text=True, timeout=timeout, env=env, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"exit {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def start_parallel(*args: str, cwd: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(PARALLEL + [str(a) for a in args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def journal(run_dir: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(run_dir / "journal.sqlite")
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def processes_with(token: str) -> list[int]:
+    """PIDs of live processes whose command line contains ``token``."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if token in cmd and state != "Z":
+            pids.append(int(d.name))
+    return pids

@@ -1,0 +1,196 @@
+"""rebuild_objects features: vectorized code against the plain per-object reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from reference_features import reference_features, rows_of
+
+from apps.rebuild_objects.features import COLUMNS, compute_features
+from apps.rebuild_objects.galactic import radec_to_galactic
+from apps.rebuild_objects.htm import htm_id
+from apps.rebuild_objects.sources import open_source
+from apps.rebuild_objects.sources.base import from_frame
+
+
+def assert_matches_reference(det, window_days=0.0):
+    """Every feature of every object equal to the reference: floats to 1e-9, NULLs identical."""
+    ids, f = compute_features(det, window_days)
+    where = {oid: i for i, oid in enumerate(ids)}
+    checked = 0
+    for oid, rows in rows_of(det).items():
+        ref = reference_features(rows, window_days)
+        if ref is None:
+            assert oid not in where, oid
+            continue
+        i = where[oid]
+        for name, kind in COLUMNS:
+            got, want = f[name][i], ref[name]
+            if kind == "f":
+                if want is None:
+                    assert math.isnan(got), (oid, name, got)
+                else:
+                    assert math.isclose(got, want, rel_tol=1e-9, abs_tol=0.0), (oid, name, got,
+                                                                                want)
+            else:
+                assert got == want, (oid, name, got, want)
+        checked += 1
+    assert checked == len(ids)
+    return ids, f
+
+
+@pytest.mark.parametrize("window", [0.0, 30.0, 5.0])
+def test_real_sample_matches_reference(window):
+    src = open_source("sample")
+    ids, counts = src.list_objects()
+    assert len(ids) == 364 and counts.sum() == 3630
+    det = src.read_range(ids[0], ids[-1])
+    got_ids, f = assert_matches_reference(det, window)
+    assert len(got_ids) == 364
+    assert np.isfinite(f["g_minus_r"]).sum() > 0 and np.isfinite(f["dmdt_r"]).sum() > 0
+    assert (f["ssnamenr"] != None).sum() > 0  # noqa: E711
+
+
+@pytest.mark.parametrize("window", [0.0, 20.0])
+def test_synthetic_matches_reference(window):
+    src = open_source("synthetic:1500:7")
+    ids, _ = src.list_objects()
+    det = src.read_range(ids[0], ids[-1])
+    _, f = assert_matches_reference(det, window)
+    # the synthetic data exercises duplicate jd and single-band objects
+    assert np.isnan(f["maggmin"]).any() and np.isnan(f["magrmin"]).any()
+
+
+def test_window_drops_old_detections():
+    src = open_source("sample")
+    ids, _ = src.list_objects()
+    det = src.read_range(ids[0], ids[-1])
+    _, whole = compute_features(det, 0.0)
+    _, recent = compute_features(det, 5.0)
+    assert (recent["ncand"] <= whole["ncand"]).all() and (recent["ncand"] < whole["ncand"]).any()
+    assert np.all(recent["jdmax"] - recent["jdmin"] < 5.0)
+
+
+def frame(rows):
+    import pandas as pd
+
+    base = dict(objectId="ZTFtest", candid=None, jd=2460000.5, fid=1, magpsf=18.0, sigmapsf=0.1,
+                isdiffpos="t", ra=10.0, dec=20.0, nid=1000, rb=0.9, drb=np.nan, ssnamenr=None,
+                sgmag1=np.nan, srmag1=np.nan, sgscore1=np.nan, distpsnr1=np.nan)
+    out = []
+    for i, r in enumerate(rows):
+        d = dict(base, candid=1000 + i)
+        d.update(r)
+        out.append(d)
+    return from_frame(pd.DataFrame(out))
+
+
+def one(rows, window=0.0):
+    det = frame(rows)
+    ids, f = assert_matches_reference(det, window)
+    return {k: v[0] for k, v in f.items()} if len(ids) else None
+
+
+def test_one_detection():
+    f = one([{"magpsf": 17.5, "sgmag1": 0.0, "drb": 0.0}])
+    assert f["ncand"] == 1 and f["gmag"] == 17.5 and f["maggmean"] == 17.5
+    assert f["rastd"] == 0.0 and f["decstd"] == 0.0  # real zeros, not NULL
+    assert f["sgmag1"] == 0.0
+    assert math.isnan(f["dmdt_g"]) and math.isnan(f["rmag"]) and math.isnan(f["jdrmax"])
+    assert f["mag_g02"] == 17.5 and f["mag_g28"] == 17.5
+
+
+def test_single_band_and_duplicate_jd():
+    f = one([{"jd": 2460000.5, "magpsf": 18.0}, {"jd": 2460001.5, "magpsf": 17.0},
+             {"jd": 2460001.5, "magpsf": 16.5}])
+    assert math.isnan(f["dmdt_g"])  # dt = 0 -> NULL, never a division by zero
+    assert f["dmdt_g_2"] == pytest.approx(1.0)  # 18.0 -> 17.0 in one day: brightening > 0
+    assert math.isnan(f["magrmin"]) and math.isnan(f["g_minus_r"])
+
+
+def test_dmdt_sign_and_quadrature_error():
+    f = one([{"jd": 2460000.5, "magpsf": 18.0, "sigmapsf": 0.3},
+             {"jd": 2460002.5, "magpsf": 17.0, "sigmapsf": 0.4}])
+    assert f["dmdt_g"] == pytest.approx(0.5) and f["dmdt_g_err"] == pytest.approx(0.25)
+
+
+def test_all_negative_detections():
+    f = one([{"isdiffpos": "f", "jd": 2460000.5 + i, "fid": 1 + i % 2, "nid": 1000}
+             for i in range(4)])
+    assert f["ncandgp"] == 0 and math.isnan(f["dmdt_g"]) and math.isnan(f["g_minus_r"])
+    assert f["ncand"] == 4 and not math.isnan(f["gmag"])
+
+
+def test_nan_magnitudes_are_not_measurements():
+    f = one([{"jd": 2460000.5, "magpsf": 18.0}, {"jd": 2460001.5, "magpsf": np.nan},
+             {"jd": 2460002.5, "magpsf": np.nan, "fid": 2}])
+    assert f["ncand"] == 3 and f["gmag"] == 18.0 and f["jdgmax"] == 2460001.5
+    assert math.isnan(f["rmag"]) and f["jdrmax"] == 2460002.5 and math.isnan(f["mag_r02"])
+
+
+def test_i_band_is_neither_g_nor_r():
+    f = one([{"jd": 2460000.5, "fid": 2, "magpsf": 18.0}, {"jd": 2460001.5, "fid": 3,
+                                                          "magpsf": 15.0}])
+    assert f["rmag"] == 18.0 and f["magrmin"] == 18.0 and f["jdmax"] == 2460001.5
+    assert f["ncand"] == 2
+
+
+def test_colour_uses_latest_common_night():
+    f = one([{"jd": 2460000.6, "fid": 1, "magpsf": 18.0, "nid": 10},
+             {"jd": 2460000.7, "fid": 2, "magpsf": 17.5, "nid": 10},
+             {"jd": 2460003.6, "fid": 1, "magpsf": 18.2, "nid": 13},
+             {"jd": 2460003.7, "fid": 1, "magpsf": 18.4, "nid": 13},
+             {"jd": 2460003.8, "fid": 2, "magpsf": 17.6, "nid": 13},
+             {"jd": 2460005.8, "fid": 2, "magpsf": 17.0, "nid": 15}])
+    assert f["g_minus_r"] == pytest.approx(18.4 - 17.6) and f["jd_g_minus_r"] == 2460003.7
+
+
+def test_no_detections_no_row():
+    det = frame([{"candid": np.nan}])
+    ids, f = compute_features(det, 0.0)
+    assert len(ids) == 0 and all(len(v) == 0 for v in f.values())
+
+
+def test_ra_wraps_at_zero():
+    f = one([{"ra": 359.9999}, {"ra": 0.0001, "jd": 2460001.5}])
+    assert f["ramean"] == pytest.approx(0.0, abs=1e-9) or f["ramean"] == pytest.approx(360.0)
+    assert f["rastd"] == pytest.approx(0.36)
+
+
+def test_galactic_known_points():
+    # Galactic centre (Reid & Brunthaler 2004, Sgr A*) and north galactic pole, ICRS.
+    lon, lat = radec_to_galactic(np.array([266.40499, 192.85948]), np.array([-28.93617, 27.12825]))
+    assert lon[0] % 360 == pytest.approx(0.0, abs=1e-4) or lon[0] == pytest.approx(360.0, abs=1e-4)
+    assert lat[0] == pytest.approx(0.0, abs=1e-4) and lat[1] == pytest.approx(90.0, abs=1e-4)
+    # astropy 8.0 SkyCoord(ra=10, dec=20, unit='deg').galactic
+    lon, lat = radec_to_galactic(np.array([10.0]), np.array([20.0]))
+    assert lon[0] == pytest.approx(119.26936835, abs=1e-6)
+    assert lat[0] == pytest.approx(-42.79039293, abs=1e-6)
+
+
+# (ra, dec) -> level-16 id from lsst-sphgeom 30.2026 HtmPixelization(16).index(...), an
+# independent HTM implementation.
+HTM_KNOWN = [((0.0, 0.0), 66571993088), ((10.0, 10.0), 66789073514), ((45.0, 45.0), 68585209840),
+             ((180.0, -30.0), 41446434406), ((270.5, -89.9), 48318391443),
+             ((359.99, 0.01), 51539607747)]
+
+
+def test_htm16_published_ids():
+    ra = np.array([p[0][0] for p in HTM_KNOWN])
+    dec = np.array([p[0][1] for p in HTM_KNOWN])
+    assert htm_id(ra, dec, 16).tolist() == [p[1] for p in HTM_KNOWN]
+    assert htm_id(np.array([10.0]), np.array([10.0]), 0)[0] == 15  # N3
+    assert htm_id(np.array([np.nan]), np.array([1.0]), 16)[0] == -1
+
+
+def test_htm16_against_lsst_sphgeom():
+    sphgeom = pytest.importorskip("lsst.sphgeom", reason="lsst-sphgeom not installed")
+    rng = np.random.default_rng(3)
+    ra = rng.uniform(0, 360, 3000)
+    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, 3000)))
+    pix = sphgeom.HtmPixelization(16)
+    want = [pix.index(sphgeom.UnitVector3d(sphgeom.LonLat.fromDegrees(a, d)))
+            for a, d in zip(ra, dec, strict=True)]
+    assert htm_id(ra, dec, 16).tolist() == want

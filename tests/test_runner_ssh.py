@@ -1,0 +1,167 @@
+"""The runner over real sshd hosts: dispatch, slots, retries, timeouts, outputs, host keys."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from helpers import journal, parallel, processes_with
+
+
+def write_tasks(path: Path, commands: list[str]) -> Path:
+    path.write_text("\n".join(commands) + "\n")
+    return path
+
+
+def max_concurrent(rows) -> int:
+    """The most attempts running at one instant (a sweep over start/end events)."""
+    events = sorted([(r["start"], 1) for r in rows] + [(r["end"], -1) for r in rows],
+                    key=lambda e: (e[0], e[1]))  # an end at t frees the slot before a start at t
+    best = cur = 0
+    for _, d in events:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+def atomic_echo(i: int, outdir: Path, extra: str = "") -> str:
+    """A shell task that writes ``outdir/<i>.txt`` atomically (temp name, then rename)."""
+    return (f"{extra}mkdir -p {outdir} && echo task-{i} > {outdir}/.{i}.$$ && "
+            f"mv {outdir}/.{i}.$$ {outdir}/{i}.txt")
+
+
+def test_many_tasks_over_hosts_respect_slots(sshbed, tmp_path):
+    hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=3, shared_fs=True)
+    out = tmp_path / "out"
+    cmds = [atomic_echo(i, out, extra="sleep 0.2; ") for i in range(40)]
+    tl = write_tasks(tmp_path / "cmds.txt", cmds)
+    p = parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config", sshbed.ssh_config,
+                 cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert sorted(f.name for f in out.glob("*.txt")) == sorted(f"{i}.txt" for i in range(40))
+    db = journal(tmp_path / "runs" / "cmds")
+    rows = db.execute("SELECT host, slot, start, end FROM attempts").fetchall()
+    assert len(rows) == 40
+    assert {r["host"] for r in rows} == {h.label for h in sshbed.hosts}
+    # At no moment does a host run more tasks than it has slots, nor two on one slot.
+    for host in {r["host"] for r in rows}:
+        mine = [r for r in rows if r["host"] == host]
+        assert {r["slot"] for r in mine} <= {0, 1, 2}
+        assert max_concurrent(mine) <= 3
+        for slot in {r["slot"] for r in mine}:
+            assert max_concurrent([r for r in mine if r["slot"] == slot]) == 1
+    # The joblog lists every attempt in GNU parallel's format.
+    lines = (tmp_path / "runs" / "cmds" / "joblog.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["Seq", "Host", "Starttime", "JobRuntime", "Send",
+                                    "Receive", "Exitval", "Signal", "Command"]
+    assert len(lines) == 41
+    assert all(line.split("\t")[6] == "0" for line in lines[1:])
+
+
+def test_failed_task_is_retried_on_another_host_and_recorded(sshbed, tmp_path):
+    hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=1, shared_fs=True)
+    marker = tmp_path / "failed-once"
+    cmd = f"if [ -e {marker} ]; then echo fine; else touch {marker}; echo boom >&2; exit 3; fi"
+    tl = write_tasks(tmp_path / "flaky.txt", [cmd, "true"])
+    p = parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config", sshbed.ssh_config,
+                 "--retries", "2", "--retry-delay", "0.1", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    db = journal(tmp_path / "runs" / "flaky")
+    att = db.execute("SELECT a.* FROM attempts a JOIN tasks t ON t.id = a.task_id "
+                     "WHERE t.command LIKE 'if%' ORDER BY attempt").fetchall()
+    assert [(a["attempt"], a["outcome"], a["exit_code"]) for a in att] == [
+        (1, "failed", 3), (2, "ok", 0)]
+    assert "boom" in att[0]["err_tail"]
+    assert att[0]["host"] != att[1]["host"]  # the retry preferred another host
+    joblog = (tmp_path / "runs" / "flaky" / "joblog.tsv").read_text().splitlines()
+    assert [line.split("\t")[6] for line in joblog[1:]].count("3") == 1  # every attempt listed
+
+
+def test_final_failure_exit_status_and_status_command(sshbed, tmp_path):
+    hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2)
+    tl = write_tasks(tmp_path / "bad.txt", ["echo about to fail >&2; exit 7", "true"])
+    p = parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config", sshbed.ssh_config,
+                 "--retries", "1", "--retry-delay", "0", cwd=tmp_path)
+    assert p.returncode == 1
+    assert "exit status 7" in p.stderr
+    s = json.loads(parallel("status", "runs/bad", "--json", cwd=tmp_path, check=True).stdout)
+    assert (s["total"], s["done"], s["failed"], s["attempts"]) == (2, 1, 1, 3)
+    assert s["failures"][0]["exit_code"] == 7
+    assert "about to fail" in s["failures"][0]["err_tail"]
+    text = parallel("status", "runs/bad", cwd=tmp_path, check=True).stdout
+    assert "1 failed" in text and "about to fail" in text
+
+
+def test_timeout_kills_the_whole_process_group(sshbed, tmp_path):
+    hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=True)
+    token = f"{time.time_ns() % 10**9}.5"  # a unique sleep duration to find leftovers by
+    tl = write_tasks(tmp_path / "hang.txt", [f"sleep {token} & sleep {token}; wait", "true"])
+    t0 = time.monotonic()
+    p = parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config", sshbed.ssh_config,
+                 "--timeout", "1", cwd=tmp_path)
+    assert p.returncode == 1
+    assert time.monotonic() - t0 < 60
+    row = journal(tmp_path / "runs" / "hang").execute(
+        "SELECT outcome, signal, reason FROM attempts WHERE outcome != 'ok'").fetchone()
+    assert row["outcome"] == "timeout" and "timed out" in row["reason"]
+    assert row["signal"] in (15, 9)
+    assert processes_with(f"sleep {token}") == []
+
+
+def test_outputs_copied_back_from_hosts_without_shared_fs(sshbed, tmp_path):
+    """Workers with their own directory: inputs are sent, declared outputs come back."""
+    remote = tmp_path / "remote-home"
+    hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=False,
+                                    workdir=remote)
+    p = parallel("run", "apps/busy", "--workers", hosts, "--ssh-config", sshbed.ssh_config,
+                 "--", "--count", "6", "--seconds", "0", "--outputs", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    run = tmp_path / "runs" / "busy"
+    for i in range(6):
+        assert (run / "out" / f"busy-{i:05d}.txt").read_text() == f"busy {i} 0.0 cpu\n"
+        # ...and were written on the worker's side, not straight into the head's run dir
+        assert (remote / "lasair-runs" / "busy" / "out" / f"busy-{i:05d}.txt").exists()
+    logs = sorted((run / "logs").glob("*.out"))
+    assert len(logs) == 6 and all("done on" in f.read_text() for f in logs)
+
+
+def test_unknown_host_key_is_refused(sshbed, tmp_path):
+    hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=1, hosts=sshbed.hosts[:1])
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f"Host *\n  UserKnownHostsFile {tmp_path / 'empty_known_hosts'}\n")
+    tl = write_tasks(tmp_path / "one.txt", ["true"])
+    p = parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config", cfg, cwd=tmp_path)
+    assert p.returncode == 1
+    assert "host key" in p.stderr and "not in" in p.stderr
+    assert "Traceback" not in p.stderr
+    # Explicitly turning verification off works, with a warning.
+    p = parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config", cfg,
+                 "--no-host-key-check", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "NOT verified" in p.stderr
+
+
+def test_ssh_config_and_sshloginfile(sshbed, tmp_path):
+    """Hosts named only by their ~/.ssh/config alias; GNU parallel's sshloginfile format."""
+    logins = tmp_path / "sshlogins"
+    logins.write_text("# GNU parallel format\n2/node0\n"
+                      f"2/{sshbed.user}@{sshbed.hosts[1].addr}:{sshbed.hosts[1].port}\n")
+    tl = write_tasks(tmp_path / "ten.txt", ["sleep 0.5; hostname"] * 10)
+    p = parallel("run", "--tasks", tl, "--workers", logins, "--ssh-config", sshbed.ssh_config,
+                 cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    hosts = {r[0] for r in journal(tmp_path / "runs" / "ten").execute(
+        "SELECT DISTINCT host FROM attempts")}
+    assert hosts == {"node0", sshbed.hosts[1].label}
+
+
+def test_halt_now_stops_at_first_failure(sshbed, tmp_path):
+    hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=1, hosts=sshbed.hosts[:1])
+    tl = write_tasks(tmp_path / "halt.txt", ["exit 1"] + ["sleep 0.1"] * 20)
+    p = parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config", sshbed.ssh_config,
+                 "--halt", "now,fail=1", cwd=tmp_path)
+    assert p.returncode == 1
+    assert "halted" in p.stderr
+    n = journal(tmp_path / "runs" / "halt").execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
+    assert n < 21
