@@ -144,7 +144,7 @@ class Agent:
         except OSError as e:
             self.send({"ev": "exit", "key": key, "rc": 127, "sig": None, "t": time.time(),
                        "maxrss_kb": None, "timed_out": False, "out_size": 0, "err_size": 0,
-                       "out_tail": "", "err_tail": "cannot start task: %s" % e,
+                       "out_tail": "", "err_tail": "cannot start task: " + str(e),
                        "missing_outputs": []})
             return
         self.tasks[key] = p

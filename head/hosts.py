@@ -52,7 +52,8 @@ def read_hosts(path: str | Path, procs: int | None = None) -> list[HostSpec]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise HostsError(f"{path}: no such workers file; give a hosts.yaml or an sshloginfile")
+        raise HostsError(
+            f"{path}: no such workers file; give a hosts.yaml or an sshloginfile") from None
     except (OSError, UnicodeDecodeError) as e:
         raise HostsError(f"{path}: cannot read workers file ({e})") from None
     if path.suffix in (".yaml", ".yml") or _looks_like_yaml(text):

@@ -23,7 +23,6 @@ from gevent.lock import RLock
 from head.hosts import HostSpec, SSHTarget
 from tasks import Task
 
-
 # Logs up to this size come back inside the agent's exit event (base64, so ~87 KB on the wire):
 # most tasks print far less, and one SFTP round trip costs more than sending 64 KB.
 INLINE_MAX = 64 * 1024

@@ -21,13 +21,17 @@ def read_task_list(path: str | Path) -> list[Task]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise TaskListError(f"{path}: no such task list; give a file with one command per line")
+        raise TaskListError(
+            f"{path}: no such task list; give a file with one command per line") from None
     except OSError as e:
         raise TaskListError(f"{path}: cannot read task list ({e.strerror})") from None
     commands: list[str] = []
     pending = ""
     pending_line = 0
-    for lineno, bline in enumerate(raw.split(b"\n"), 1):
+    blines = raw.split(b"\n")
+    if blines and blines[-1] == b"":
+        blines.pop()  # the file's final newline ends the last line; it is not a line itself
+    for lineno, bline in enumerate(blines, 1):
         if b"\0" in bline:
             raise TaskListError(f"{path}:{lineno}: NUL byte in a command; remove it")
         try:

@@ -63,7 +63,8 @@ class SSHHost:
                     return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"sshd on {self.label} exited: {self.log.read_text()}")
+                    raise RuntimeError(
+                        f"sshd on {self.label} exited: {self.log.read_text()}") from None
                 time.sleep(0.05)
         raise RuntimeError(f"sshd on {self.label} did not listen")
 

@@ -15,8 +15,8 @@ from tasks.weights import split_by_weight, target_block_weight
 
 # Detections per second of one process, end to end (read + features + shard), measured by
 # benchmarks/rebuild_objects.py on the SQLite source (see benchmarks/rebuild_objects.md):
-# ~1.28M detections of 128,000 objects in ~6 s.  Only used to size tasks and print estimates.
-DETECTIONS_PER_SECOND = 200_000.0
+# 1.28M detections of 128,000 objects in 9.4 s (~136,000/s).  Only sizes tasks and estimates.
+DETECTIONS_PER_SECOND = 130_000.0
 MIN_TASK_SECONDS = 2.0  # below this, interpreter start-up and the DB connection dominate
 MAX_TASK_SECONDS = 300.0  # a straggler or a retry costs at most this much
 SAFE = re.compile(r"[^A-Za-z0-9_.-]")

@@ -19,7 +19,7 @@ from apps.scarp_search.matching import Matcher, match
 from apps.scarp_search.templates import default_kts, search_grid
 from tasks.app import PlanContext
 
-CARRIZO = Path(__file__).resolve().parents[4] / "shared" / "data" / "dem" / "carrizo.tif"
+CARRIZO = Path(__file__).resolve().parents[2] / "shared" / "data" / "dem" / "carrizo.tif"
 
 
 def synth(n: int, theta: float, kt: float, amp: float, sigma: float, dy_n: float = -1.0,

@@ -1,0 +1,164 @@
+"""Things going wrong mid-run: a worker's sshd and agent killed, a frozen host, the head
+killed with SIGKILL and rerun, Ctrl-C.  Each leaves exactly one whole output per task."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+from helpers import journal, parallel, processes_with, start_parallel
+
+N_TASKS = 24
+
+
+def task_file(tmp_path: Path, token: str, seconds: float = 0.6, n: int = N_TASKS) -> Path:
+    """Tasks that sleep, then write ``out/<i>.txt`` atomically; ``token`` marks their processes."""
+    out = tmp_path / "out"
+    cmds = [f"sleep {seconds}{token}; mkdir -p {out}; echo task-{i} > {out}/.{i}.$$ && "
+            f"mv {out}/.{i}.$$ {out}/{i}.txt" for i in range(n)]
+    p = tmp_path / "work.txt"
+    p.write_text("\n".join(cmds) + "\n")
+    return p
+
+
+def assert_outputs_exact(tmp_path: Path, n: int = N_TASKS) -> None:
+    out = tmp_path / "out"
+    files = sorted(p.name for p in out.iterdir())
+    assert files == sorted(f"{i}.txt" for i in range(n)), files  # no temp files left over
+    for i in range(n):
+        assert (out / f"{i}.txt").read_text() == f"task-{i}\n"
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)  # test-side wait for the run under test to reach a state
+
+
+def ok_count(run_dir: Path) -> int:
+    try:
+        db = sqlite3.connect(run_dir / "journal.sqlite")
+        return db.execute("SELECT COUNT(*) FROM attempts WHERE outcome = 'ok'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def running_count(run_dir: Path) -> int:
+    try:
+        db = sqlite3.connect(run_dir / "journal.sqlite")
+        return db.execute("SELECT COUNT(*) FROM attempts WHERE outcome = 'running'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def agent_pid(run_dir: Path, host: str) -> int:
+    db = sqlite3.connect(run_dir / "journal.sqlite")
+    detail = db.execute("SELECT detail FROM host_events WHERE host = ? AND event = 'up' "
+                        "ORDER BY t DESC", (host,)).fetchone()[0]
+    return int(detail.split()[-1])
+
+
+def test_worker_sshd_and_agent_killed_mid_run(fresh_bed, tmp_path):
+    token = f"{time.time_ns() % 10**6:06d}"
+    hosts = fresh_bed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=True)
+    tl = task_file(tmp_path, token)
+    run = tmp_path / "runs" / "work"
+    proc = start_parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config",
+                          fresh_bed.ssh_config, "--heartbeat-timeout", "3", cwd=tmp_path)
+    victim = fresh_bed.hosts[0]
+    wait_for(lambda: ok_count(run) >= 4)
+    pid = agent_pid(run, victim.label)
+    victim.kill()  # the listener and its session processes
+    os.kill(pid, signal.SIGKILL)  # and the agent itself: its guardian must reap its tasks
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert_outputs_exact(tmp_path)
+    db = journal(run)
+    lost = db.execute("SELECT COUNT(*) FROM attempts WHERE outcome = 'lost'").fetchone()[0]
+    assert lost >= 1  # the victim's running tasks were recorded as lost and run again
+    assert db.execute("SELECT COUNT(*) FROM tasks WHERE state = 'done'").fetchone()[0] == N_TASKS
+    events = [r[0] for r in db.execute(
+        "SELECT event FROM host_events WHERE host = ?", (victim.label,))]
+    assert "down" in events
+    time.sleep(1.5)  # the guardian's KILL lands within the agent's grace period
+    assert processes_with(f"sleep 0.6{token}") == []
+
+
+def test_frozen_host_is_detected_by_heartbeat(fresh_bed, tmp_path):
+    token = f"{time.time_ns() % 10**6:06d}"
+    hosts = fresh_bed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=True)
+    tl = task_file(tmp_path, token)
+    run = tmp_path / "runs" / "work"
+    proc = start_parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config",
+                          fresh_bed.ssh_config, "--heartbeat-timeout", "2", cwd=tmp_path)
+    wait_for(lambda: ok_count(run) >= 2)
+    victim = fresh_bed.hosts[1]
+    pid = agent_pid(run, victim.label)
+    os.kill(pid, signal.SIGSTOP)  # connection alive, peer frozen: only a heartbeat notices
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert proc.returncode == 0, err
+    assert_outputs_exact(tmp_path)
+    reasons = [r[0] for r in journal(run).execute(
+        "SELECT detail FROM host_events WHERE host = ? AND event = 'down'", (victim.label,))]
+    assert any("heartbeat" in r for r in reasons), reasons
+
+
+def test_head_sigkill_then_rerun_resumes_exactly(fresh_bed, tmp_path):
+    token = f"{time.time_ns() % 10**6:06d}"
+    hosts = fresh_bed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=True)
+    tl = task_file(tmp_path, token)
+    run = tmp_path / "runs" / "work"
+    proc = start_parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config",
+                          fresh_bed.ssh_config, cwd=tmp_path)
+    wait_for(lambda: ok_count(run) >= 6)
+    proc.kill()
+    proc.wait()
+    db = sqlite3.connect(run / "journal.sqlite")
+    done_before = {r[0] for r in db.execute("SELECT id FROM tasks WHERE state = 'done'")}
+    db.close()
+    assert 6 <= len(done_before) < N_TASKS
+    # The agents saw their channel close and killed their tasks.
+    wait_for(lambda: processes_with(f"sleep 0.6{token}") == [], timeout=10)
+    p = parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config", fresh_bed.ssh_config,
+                 cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert f"{len(done_before)} of {N_TASKS} task(s) already done" in p.stderr
+    assert_outputs_exact(tmp_path)
+    db = journal(run)
+    # Tasks finished before the kill never ran again; the others ran to completion.
+    for tid in done_before:
+        n = db.execute("SELECT COUNT(*) FROM attempts WHERE task_id = ?", (tid,)).fetchone()[0]
+        assert n == 1
+    assert db.execute("SELECT COUNT(*) FROM tasks WHERE state = 'done'").fetchone()[0] == N_TASKS
+    lost = db.execute("SELECT reason FROM attempts WHERE outcome = 'lost'").fetchall()
+    assert all("head stopped" in r[0] for r in lost)
+
+
+def test_ctrl_c_stops_every_task_and_rerun_finishes(fresh_bed, tmp_path):
+    token = f"{time.time_ns() % 10**6:06d}"
+    hosts = fresh_bed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=True)
+    tl = task_file(tmp_path, token, seconds=2.0, n=12)
+    run = tmp_path / "runs" / "work"
+    proc = start_parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config",
+                          fresh_bed.ssh_config, cwd=tmp_path)
+    wait_for(lambda: running_count(run) >= 4)  # two hosts x two slots all busy
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "SIGINT" in err and "Traceback" not in err
+    assert processes_with(f"sleep 2.0{token}") == []
+    killed = journal(run).execute(
+        "SELECT COUNT(*) FROM attempts WHERE outcome = 'killed'").fetchone()[0]
+    assert killed >= 4
+    p = parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config", fresh_bed.ssh_config,
+                 cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert_outputs_exact(tmp_path, n=12)
