@@ -64,6 +64,32 @@ def check_create_sql(sql: str, table: str, origin: str) -> str:
     return body
 
 
+_INLINE_INDEX = re.compile(
+    r",\s*(UNIQUE\s+)?(?:KEY|INDEX)\s+[`\"]?(\w+)[`\"]?\s*\(([^)]*)\)", re.IGNORECASE)
+_TABLE_OPTIONS = re.compile(r"\)\s*(?:ENGINE|DEFAULT\s+CHARSET|CHARSET|COLLATE)\b[^)]*$",
+                            re.IGNORECASE)
+
+
+def sqlite_statements(sql: str, table: str) -> list[str]:
+    """A MySQL-flavoured CREATE TABLE as SQLite statements.
+
+    SQLite has no inline ``KEY name (cols)`` and no ``ENGINE=`` options: the keys become
+    CREATE INDEX statements after the table; the options are dropped.
+    """
+    indexes = []
+
+    def pull(m: re.Match) -> str:
+        unique = "UNIQUE " if m.group(1) else ""
+        cols = m.group(3).replace("`", '"')
+        indexes.append(f'CREATE {unique}INDEX IF NOT EXISTS "{table}_{m.group(2)}"'
+                       f' ON "{table}" ({cols})')
+        return ""
+
+    body = _INLINE_INDEX.sub(pull, sql)
+    body = _TABLE_OPTIONS.sub(")", body)
+    return [body, *indexes]
+
+
 def kind_of(sql_type: str) -> str:
     """Value kind of a declared type, by SQLite's affinity rules (INT -> int; REAL/FLOA/DOUB -> float)."""
     t = sql_type.upper()

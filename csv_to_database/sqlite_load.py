@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from csv_to_database.errors import ShardError, UsageError
 from csv_to_database.ledger import Ledger
-from csv_to_database.schema import sqlite_columns
+from csv_to_database.schema import sqlite_columns, sqlite_statements
 from csv_to_database.shard import Column, Shard, ShardReader, sqlite_rows
 from csv_to_database.targets import Target, connect_sqlite
 
@@ -51,7 +51,8 @@ class SQLiteLoader:
             cols = sqlite_columns(conn, self.table)
             if not cols and create_sql:
                 try:
-                    conn.execute(create_sql)
+                    for statement in sqlite_statements(create_sql, self.table):
+                        conn.execute(statement)
                 except sqlite3.Error as e:
                     raise UsageError(f"--create failed: {e} (fix the schema)") from None
                 cols = sqlite_columns(conn, self.table)

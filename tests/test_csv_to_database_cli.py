@@ -7,21 +7,22 @@ import time
 from pathlib import Path
 
 import pytest
+import test_csv_to_database_common as common
 from fixtures_mariadb import PASSWORD
-from test_csv_to_database_common import (  # noqa: F401 - db is a fixture
+from test_csv_to_database_common import (
     DB,
     REPO,
     SCHEMA,
-    assert_one_line_error,
     cli_argv,
     cli_env,
-    db,
     load,
     object_rows,
     run_cli,
     schema_file,
     write_csv,
 )
+
+db = common.db  # the SQLite + MariaDB fixture, used by name
 
 
 def _usage_error(proc: subprocess.CompletedProcess, *words: str) -> None:
@@ -71,15 +72,15 @@ def test_default_db_is_sqlite_lasair_db_in_cwd(tmp_path):
         "SELECT COUNT(*) FROM objects") == 2
 
 
-def test_create_uses_the_apps_schema(tmp_path):
+def test_create_uses_the_apps_schema(db, tmp_path):
     sql = REPO / "apps" / "rebuild_objects" / "schema" / "objects.sql"
     if not sql.is_file():
         pytest.skip("apps/rebuild_objects/schema/objects.sql not written yet")
-    write_csv(tmp_path / "s" / "a.csv", [["ZTF1"]], header=["objectId"])
-    proc = run_cli(tmp_path / "s", "--db", f"sqlite:///{tmp_path}/x.db", "--table", "objects",
-                   "--create")
+    write_csv(tmp_path / "s" / "a.csv", [["ZTF1", 3, 0, 0, 0]],
+              header=["objectId", "ncand", "ncandgp", "ncandgp_7", "ncandgp_14"])
+    proc = run_cli(tmp_path / "s", "--db", db.url, "--table", "objects", "--create")
     assert proc.returncode == 0, proc.stderr
-    assert DB("sqlite", f"sqlite:///{tmp_path}/x.db").scalar("SELECT objectId FROM objects") == "ZTF1"
+    assert db.query("SELECT objectId, ncand, ramean FROM objects") == [("ZTF1", 3, None)]
 
 
 # -- passwords (MariaDB only) -------------------------------------------------------------

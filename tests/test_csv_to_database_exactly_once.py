@@ -13,13 +13,15 @@ import subprocess
 import time
 
 import pymysql
-from test_csv_to_database_common import (  # noqa: F401 - db is a fixture
+import test_csv_to_database_common as common
+from test_csv_to_database_common import (
     cli_argv,
     cli_env,
-    db,
     load,
     schema_file,
 )
+
+db = common.db  # the SQLite + MariaDB fixture, used by name
 
 EVENT_HEADER = ["objectId", "jd", "mag"]
 
@@ -36,11 +38,12 @@ def write_events(dirpath, nshards: int, nrows: int) -> int:
     return nshards * nrows
 
 
-def committed(db) -> tuple[int, int, int] | None:
+def committed(target) -> tuple[int, int, int] | None:
     """(ledger shards, ledger rows, table rows), or None while the database is busy."""
     try:
-        shards, rows = db.query("SELECT COUNT(*), COALESCE(SUM(nrows), 0) FROM csv_to_database_ledger")[0]
-        return int(shards), int(rows), int(db.scalar("SELECT COUNT(*) FROM events"))
+        shards, rows = target.query(
+            "SELECT COUNT(*), COALESCE(SUM(nrows), 0) FROM csv_to_database_ledger")[0]
+        return int(shards), int(rows), int(target.scalar("SELECT COUNT(*) FROM events"))
     except (sqlite3.OperationalError, pymysql.err.MySQLError):
         return None
 
@@ -90,7 +93,7 @@ def test_two_loaders_on_one_directory_load_each_shard_once(db, tmp_path):
     procs = [subprocess.Popen(argv, env=cli_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
     loaded = sum(int(out.split(" loaded")[0].rsplit(" ", 1)[1]) for out, _ in outs)
     skipped = sum(int(out.split(" skipped")[0].rsplit(" ", 1)[1]) for out, _ in outs)

@@ -85,7 +85,8 @@ def test_node_killed_mid_load_fails_over_and_loads_every_row_once(galera_cluster
     victim.stop(signal.SIGKILL)
     out, err = proc.communicate(timeout=150)
     assert proc.returncode == 0, out + err
-    assert f"{nshards} loaded" in out
+    assert f"shards: {nshards} total" in out and "0 failed" in out
+    # (a shard whose commit reached the cluster just before the kill is "skipped" on retry)
     assert _state(reader, "g_kill") == (nshards, total, total)
     assert _state(g.nodes[0], "g_kill") == (nshards, total, total)
     distinct = _query(reader, "g_kill", "SELECT COUNT(DISTINCT objectId) FROM events")[0][0]

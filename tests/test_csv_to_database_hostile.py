@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from test_csv_to_database_common import (  # noqa: F401 - db is a fixture
+import test_csv_to_database_common as common
+from test_csv_to_database_common import (
     HEADER,
     assert_one_line_error,
-    db,
     load,
     object_rows,
     schema_file,
     write_csv,
 )
 
+db = common.db  # the SQLite + MariaDB fixture, used by name
 
-def _only_good_loaded(db, proc, bad_name: str, line: int | None) -> None:
+
+def _only_good_loaded(target, proc, bad_name: str, line: int | None) -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert_one_line_error(proc)
     where = f"{bad_name}:{line}" if line else bad_name
     assert where in proc.stderr, proc.stderr
-    assert db.scalar("SELECT COUNT(*) FROM objects") == 2  # good.csv only
-    assert db.query("SELECT name FROM csv_to_database_ledger") == [("good.csv",)]
+    assert target.scalar("SELECT COUNT(*) FROM objects") == 2  # good.csv only
+    assert target.query("SELECT name FROM csv_to_database_ledger") == [("good.csv",)]
 
 
 def _with_good(tmp_path):

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 
-from test_csv_to_database_common import (  # noqa: F401 - db is a fixture
+import test_csv_to_database_common as common
+from test_csv_to_database_common import (
     HEADER,
     assert_one_line_error,
-    db,
     load,
     object_rows,
     schema_file,
     write_csv,
 )
+
+db = common.db  # the SQLite + MariaDB fixture, used by name
 
 
 def test_load_then_rerun_skips_every_shard(db, tmp_path):
