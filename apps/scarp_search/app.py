@@ -67,7 +67,7 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
         tasks.append(Task(id=f"scarp-{i0:04d}-{i1:04d}",
                           command=python_command("apps.scarp_search.task", argv),
                           weight=float((i1 - i0) * len(kts) * ny * nx),
-                          outputs=(str(out),), timeout=args.timeout))
+                          outputs=(str(out),), inputs=(dem,), timeout=args.timeout))
     return tasks
 
 
