@@ -8,7 +8,8 @@ task blocks in ``wait4``, a heartbeat thread sleeps between beats; the main thre
     head -> agent   {"op": "run", "key", "cmd", "cwd", "env", "timeout", "out", "err", "outputs"}
                     {"op": "kill", "key"}
                     EOF on stdin: kill every task and exit (the head went away)
-    agent -> head   {"ev": "hello", "pid", "hostname", "cores", "python", "memfree", "load"}
+    agent -> head   {"ev": "hello", "pid", "hostname", "cores", "python", "executable", "cwd",
+                     "memfree", "load", "disk_free", "version"}
                     {"ev": "start", "key", "pid", "t"}
                     {"ev": "exit", "key", "rc", "sig", "t", "maxrss_kb", "timed_out",
                      "out_size", "err_size", "out_tail", "err_tail", "missing_outputs"}
@@ -45,6 +46,15 @@ def _memfree():
     except OSError:
         pass
     return None
+
+
+def _disk_free(path="."):
+    """Free bytes on the filesystem of ``path`` (the agent's working directory), or None."""
+    try:
+        st = os.statvfs(path)
+        return st.f_bavail * st.f_frsize
+    except OSError:
+        return None
 
 
 def _load():
@@ -231,7 +241,7 @@ class Agent:
         self.send({"ev": "hello", "pid": os.getpid(), "hostname": socket.gethostname(),
                    "cores": os.cpu_count(), "python": sys.version.split()[0],
                    "executable": sys.executable, "cwd": os.getcwd(), "memfree": _memfree(), "load": _load(),
-                   "version": _project_version()})
+                   "disk_free": _disk_free(), "version": _project_version()})
         threading.Thread(target=self.beat, daemon=True).start()
         for line in sys.stdin.buffer:
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -44,8 +45,15 @@ class RunResult:
 
 def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, opts: Options,
             command_line: str = "", progress: bool = True, app: ModuleType | None = None,
-            app_args=None, app_ctx=None) -> RunResult:
-    """Run ``tasks`` (skipping those an earlier run finished) and return the outcome."""
+            app_args=None, app_ctx=None, hosts_file: str | None = None,
+            procs: int | None = None) -> RunResult:
+    """Run ``tasks`` (skipping those an earlier run finished) and return the outcome.
+
+    ``hosts_file`` (with the ``--procs`` override) is watched during the run: workers added
+    to it join, workers removed from it are drained (see :mod:`head.elastic`).
+    """
+    from head.elastic import HostWatcher
+
     journal = Journal(run_dir)
     try:
         lost = journal.recover()
@@ -54,7 +62,9 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
                         lost)
         journal.register(tasks)
         journal.set_meta(name=name, command=command_line, started=time.time(),
-                         hosts=[h.label for h in hosts], total=len(tasks))
+                         hosts=[h.label for h in hosts], total=len(tasks), head_pid=os.getpid(),
+                         hosts_file=str(Path(hosts_file).resolve()) if hosts_file else None,
+                         finished=None)
         done_before = journal.done_ids()
         todo = [t for t in tasks if t.id not in done_before]
         skipped = len(tasks) - len(todo)
@@ -64,9 +74,11 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
         bar = Progress(len(tasks), skipped, enabled=progress)
         sched = Scheduler(hosts, todo, journal, opts, name, on_change=bar.update)
         stop = _install_signal_handlers(sched)
+        watcher = HostWatcher(sched, run_dir, hosts_file, procs).start()
         try:
             sched.run()
         finally:
+            watcher.stop()
             stop()
             bar.close()
         result = RunResult(total=len(tasks), skipped=skipped, done=sched.done,

@@ -76,6 +76,9 @@ class Options:
     verify_host_keys: bool = True
     ssh_config: str | None = None
     memfree: int | None = None  # bytes; do not start tasks on a host with less available
+    # The lasair-parallel version workers must run (app runs: the head's own); a worker whose
+    # agent reports another is refused, with a message saying to deploy.
+    require_version: str | None = None
 
 
 @dataclass
@@ -101,6 +104,8 @@ class HostState:
     failed: int = 0
     stager: Stager | None = None
     target: SSHTarget | None = None  # ~/.ssh/config applied, for SSH workers
+    draining: bool = False  # removed from the run: finish running tasks, start no more
+    mem_low: bool = False  # below --memfree at the last check (logged on each transition)
 
     @property
     def label(self) -> str:
@@ -132,6 +137,7 @@ class Scheduler:
         self.failed_hosts: dict[str, set[str]] = {}
         self.attempt_no: dict[str, int] = {}
         self.queued_at = time.time()
+        self.ready_at: dict[str, float] = {}  # a retried task's queue time (its requeue)
         self.done = 0
         self.failed = 0
         self.finished = Event()
@@ -183,6 +189,9 @@ class Scheduler:
     def _host_loop(self, h: HostState) -> None:
         delay = RECONNECT_FIRST
         while not self.stopping and not self.finished.is_set():
+            if h.draining:
+                self._drained(h)
+                return
             h.state = "connecting"
             conn = open_connection(h.spec, h.target, lambda ev, h=h: self._on_event(h, ev),
                                    self.opts.heartbeat, self.opts.heartbeat_timeout,
@@ -203,6 +212,14 @@ class Scheduler:
                 delay = min(RECONNECT_MAX, delay * 2)
                 continue
             delay = RECONNECT_FIRST
+            mismatch = self._version_mismatch(hello)
+            if mismatch or h.draining:
+                conn.close()
+                if mismatch:
+                    self._host_failed(h, mismatch, permanent=True)
+                else:
+                    self._drained(h)
+                return
             h.connect_failures = 0
             h.hello = hello
             h.memfree = hello.get("memfree")
@@ -224,9 +241,33 @@ class Scheduler:
             conn.close()
             if self.stopping or self.finished.is_set():
                 return
+            if h.draining and not h.running:
+                self._drained(h)
+                return
             self._host_lost(h, reason)
             gevent.sleep(delay)
             delay = min(RECONNECT_MAX, delay * 2)
+
+    def _version_mismatch(self, hello: dict) -> str:
+        want = self.opts.require_version
+        have = hello.get("version")
+        if not want or have == want:
+            return ""
+        where = hello.get("executable") or "its python"
+        return (f"lasair-parallel {have or 'is not installed'} on {where}, head has {want}; "
+                f"run `parallel deploy --workers <hosts file>` to install {want} there")
+
+    def _drained(self, h: HostState) -> None:
+        h.state = "drained"
+        h.free = []
+        self.journal.host_event(h.label, "drained", "")
+        self.journal.host_state(h.label, h.spec.procs, "drained")
+        if h.stager is not None:
+            h.stager.close()
+        if not any(x.state in ("up", "connecting") for x in self.hosts):
+            log.warning("no workers left in the run; add one (edit the hosts file or "
+                        "`parallel hosts add`) or stop it with Ctrl-C")
+        self.on_change(self)
 
     def _host_failed(self, h: HostState, reason: str, permanent: bool) -> None:
         h.state = "failed" if permanent else "down"
@@ -237,7 +278,7 @@ class Scheduler:
         log.warning("%s: %s", h.label, reason)
         self.on_change(self)
         if all(x.state == "failed" or (x.state == "down" and x.connect_failures >= GIVE_UP_AFTER)
-               for x in self.hosts):
+               for x in self.hosts if not x.draining):
             reasons = "; ".join(f"{x.label}: {x.reason}" for x in self.hosts)
             self.abort_reason = f"no worker could be reached ({reasons})"
             self._stop_now("lost", self.abort_reason)
@@ -264,12 +305,15 @@ class Scheduler:
             r = h.running.pop(ev["key"], None)
             if r is None:
                 return  # an attempt already given up (e.g. interrupted); nothing to record
-            h.free.append(r.slot)
-            h.free.sort()
+            if r.slot < h.spec.procs:  # a slot beyond a lowered procs is retired
+                h.free.append(r.slot)
+                h.free.sort()
             if h.stager is not None:
                 gevent.spawn(self._copy_back_then_finish, h, r, ev)
             else:
                 self._finish(h, r, ev)
+            if h.draining and not h.running and h.conn is not None:
+                h.conn.close()
             self._dispatch()
         elif kind == "start":
             task_id, _, attempt = ev["key"].rpartition("#")
@@ -321,12 +365,14 @@ class Scheduler:
 
     def _requeue(self, task_id: str, delay: float) -> None:
         if delay <= 0:
+            self.ready_at[task_id] = time.time()
             self.retry_ready.append(task_id)
             return
         self.delayed += 1
 
         def ready():
             self.delayed -= 1
+            self.ready_at[task_id] = time.time()
             self.retry_ready.append(task_id)
             self._dispatch()
 
@@ -360,7 +406,7 @@ class Scheduler:
         while progress:
             progress = False
             for h in self.hosts:
-                if h.state != "up" or not h.free or not self._has_memory(h):
+                if h.state != "up" or h.draining or not h.free or not self._has_memory(h):
                     continue
                 task = self._next_for(h)
                 if task is None:
@@ -369,12 +415,21 @@ class Scheduler:
                 progress = True
 
     def _has_memory(self, h: HostState) -> bool:
-        return not self.opts.memfree or h.memfree is None or h.memfree >= self.opts.memfree
+        ok = not self.opts.memfree or h.memfree is None or h.memfree >= self.opts.memfree
+        if ok == h.mem_low:  # a transition: record it once, so status shows why a host idles
+            h.mem_low = not ok
+            mb = (h.memfree or 0) >> 20
+            self.journal.host_event(h.label, "memory low" if h.mem_low else "memory ok",
+                                    f"{mb} MiB available, --memfree {self.opts.memfree >> 20} MiB")
+            if h.mem_low:
+                log.warning("%s: %d MiB available, below --memfree; starting nothing there",
+                            h.label, mb)
+        return ok
 
     def _next_for(self, h: HostState) -> Task | None:
         # Hosts that can take the retry soon: up, or still making their first connection.
-        up = {x.label for x in self.hosts
-              if x.state == "up" or (x.state == "connecting" and x.connect_failures == 0)}
+        up = {x.label for x in self.hosts if not x.draining and (
+              x.state == "up" or (x.state == "connecting" and x.connect_failures == 0))}
         for i, tid in enumerate(self.retry_ready):
             tried = self.failed_hosts.get(tid, set())
             # Prefer a host this task has not failed on; use the same one only when it has
@@ -399,7 +454,8 @@ class Scheduler:
         slot = h.free.pop(0)
         key = f"{task.id}#{attempt}"
         out, err = self._log_paths(task, attempt)
-        self.journal.start_attempt(task, attempt, h.label, slot, self.queued_at, out, err)
+        queued = self.ready_at.pop(task.id, self.queued_at)
+        self.journal.start_attempt(task, attempt, h.label, slot, queued, out, err)
         h.running[key] = Running(task, attempt, slot, key)
         msg = {"op": "run", "key": key, "cmd": task.command, "env": dict(task.env),
                "timeout": task.timeout or self.opts.timeout, "out": out, "err": err,

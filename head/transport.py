@@ -43,11 +43,23 @@ def agent_source() -> str:
     return (Path(__file__).with_name("agent.py")).read_text()
 
 
-def agent_command(python: str, config: dict, workdir: str | None = None) -> str:
-    """Shell command that runs the agent from compressed source carried in the command line."""
+def agent_command(python: str | None, config: dict, workdir: str | None = None) -> str:
+    """Shell command that runs the agent from compressed source carried in the command line.
+
+    ``python`` None: the venv ``parallel deploy`` made for the head's version, if the worker
+    has one (relative to the workdir or home, see :mod:`head.version`), else ``python3``.
+    """
     blob = base64.b64encode(zlib.compress(agent_source().encode(), 9)).decode()
     code = f"import base64,zlib;exec(zlib.decompress(base64.b64decode('{blob}')))"
-    cmd = f"exec {shlex.quote(python)} -u -c {shlex.quote(code)} {shlex.quote(json.dumps(config))}"
+    args = f"-u -c {shlex.quote(code)} {shlex.quote(json.dumps(config))}"
+    if python is None:
+        from head.version import head_version, venv_dir
+
+        venv = venv_dir(head_version() or "none")
+        cmd = (f'P={shlex.quote(venv + "/bin/python")}; [ -x "$P" ] || P=python3; '
+               f'exec "$P" {args}')
+    else:
+        cmd = f"exec {shlex.quote(python)} {args}"
     if workdir:
         cmd = f"mkdir -p {shlex.quote(workdir)} && cd {shlex.quote(workdir)} && {cmd}"
     return cmd
@@ -293,7 +305,7 @@ class SSHConnection(Connection):
         from head.sshclient import connect
 
         self.client = connect(self.target, self.verify_host_key, self.connect_timeout)
-        python = self.spec.python or "python3"
+        python = self.spec.python  # None: the deployed venv, else python3
         workdir = self.spec.workdir
         cmd = agent_command(python, self.config(), workdir)
         self.chan = self.client.open_session()

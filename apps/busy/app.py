@@ -23,15 +23,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="make every k-th task exit 1 (to exercise retries); 0 = never")
     p.add_argument("--outputs", action="store_true",
                    help="each task writes out/busy-<i>.txt under the run directory")
+    p.add_argument("--mem-mb", type=int, default=0,
+                   help="each task also holds this many MiB of touched memory (peak-memory tests)")
+    p.add_argument("--vary", type=float, default=0.0,
+                   help="spread durations: task i runs seconds x (1 + vary x f_i), f_i in "
+                        "[-1, 1] (a fixed pattern), with weight = its duration; 0 = all equal")
     return p
 
 
+def duration(args: argparse.Namespace, i: int) -> float:
+    """Task ``i``'s duration: a fixed, deterministic spread so reruns plan the same tasks."""
+    if not args.vary or args.count < 2:
+        return args.seconds
+    f = 2.0 * ((i * 7919) % args.count) / (args.count - 1) - 1.0
+    return max(0.0, round(args.seconds * (1.0 + args.vary * f), 3))
+
+
 def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
-    if args.count < 0 or args.seconds < 0:
-        raise ValueError("--count and --seconds must be >= 0")
+    if args.count < 0 or args.seconds < 0 or args.mem_mb < 0:
+        raise ValueError("--count, --seconds and --mem-mb must be >= 0")
+    if not 0 <= args.vary <= 1:
+        raise ValueError("--vary must be between 0 and 1")
     tasks = []
     for i in range(args.count):
-        argv = ["--index", str(i), "--seconds", str(args.seconds), "--mode", args.mode]
+        seconds = duration(args, i)
+        argv = ["--index", str(i), "--seconds", str(seconds), "--mode", args.mode]
+        if args.mem_mb:
+            argv += ["--mem-mb", str(args.mem_mb)]
         if args.fail_every and (i + 1) % args.fail_every == 0:
             argv += ["--fail"]
         outputs: tuple[str, ...] = ()
@@ -40,5 +58,5 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
             argv += ["--output", str(out)]
             outputs = (str(out),)
         tasks.append(Task(id=f"busy-{i:05d}", command=python_command("apps.busy.task", argv),
-                          weight=args.seconds, outputs=outputs))
+                          weight=seconds, outputs=outputs))
     return tasks

@@ -18,7 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=("cpu", "sleep"), default="cpu")
     p.add_argument("--fail", action="store_true")
     p.add_argument("--output")
+    p.add_argument("--mem-mb", type=int, default=0)
     a = p.parse_args(argv)
+    # Touch every page so the memory is resident (counted in the task's peak RSS).
+    held = bytearray(a.mem_mb << 20)
+    for off in range(0, len(held), 4096):
+        held[off] = 1
     end = time.perf_counter() + a.seconds
     if a.mode == "sleep":
         time.sleep(a.seconds)
@@ -29,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.output:
         with atomic_write(a.output) as f:
             f.write(f"busy {a.index} {a.seconds} {a.mode}\n")
+    del held
     print(f"busy task {a.index} done on {socket.gethostname()} pid {os.getpid()}")
     if a.fail:
         print(f"busy task {a.index}: failing on purpose (--fail-every)", file=sys.stderr)

@@ -1,11 +1,24 @@
-"""Best-fit scarp parameters per pixel: FFT correlation of curvature with every template.
+"""Best-fit scarp parameters per pixel: separable matching in a strike-aligned frame.
 
-Per strike the directional curvature K and K^2 are transformed once (real FFTs, float32); per
-(strike, kt) the template and its window are transformed and two inverse FFTs give sum W K and
-sum K^2 over the window.  FFT sizes need no padding: circular wrap-around only reaches windows
-that leave the grid, and those are masked.  Each pixel keeps the template with the highest SNR;
-equal SNRs go to the first template in grid order (strike index, then kt index), which is what
-makes any split of the grid reduce to the single-process result exactly.
+Per strike theta the directional curvature K (curvature.py, computed on the DEM's own grid) is
+sampled by nearest neighbour onto a lattice aligned with the strike: u across strike, v along it,
+spacing h = the smaller pixel step, origin on pixel (0, 0).  Nearest-neighbour sampling copies
+pixel values (no interpolation smoothing), so the noise variance per sample -- and with it the
+SNR -- does not depend on the strike.  In that frame every template is separable: a 1-D profile
+W across strike times a box |v| < d along strike, so
+
+* the along-strike box sums of K, K^2 and of the undefined-pixel indicator are cumulative-sum
+  differences, computed once per strike and shared by every kt;
+* per kt, sum W K is one 1-D correlation across strike (real FFTs of the box-summed rows are taken
+  once per strike; each kt multiplies by the cached template spectrum and does one inverse FFT),
+  and sum K^2 over the window is a cumulative-sum difference across strike.
+
+Box sums are evaluated on every ``row_step``-th lattice row (default d / 12.5 / h rows, i.e. a
+window centred within d / 25 of the pixel along strike; ``row_step=1`` evaluates every row); each
+pixel takes the result of the nearest lattice point (within h / 2 across strike).  Each pixel keeps
+the template with the highest SNR; equal SNRs go to the first template in grid order (strike index,
+then kt index), which is what makes any split of the grid reduce to the single-process result
+exactly.
 """
 
 from __future__ import annotations
@@ -16,20 +29,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft as sfft
 
-from apps.scarp_search.curvature import STENCIL_RADIUS, directional, hessian
-from apps.scarp_search.templates import (
-    DEFAULT_ANGLES,
-    angle_grid,
-    default_kts,
-    half_width,
-    make_template,
-    spectra,
-)
+from apps.scarp_search.curvature import directional, hessian
+from apps.scarp_search.templates import DEFAULT_ANGLES, default_kts, half_width, lattice_profile
 
 # SNR's misfit is sum K^2 - A sum W K, a difference of float32 sums; below this fraction of
 # sum K^2 it is rounding, so it is clamped there (caps SNR near 1e6 per unit rho^2 on a
 # noise-free grid instead of dividing by rounding noise).
 MISFIT_FLOOR = 1e-6
+# Default along-strike registration: lattice rows every d / ROW_STEP_DIV / h.
+ROW_STEP_DIV = 12.5
 
 
 @dataclass
@@ -72,66 +80,159 @@ class Matcher:
     """
 
     def __init__(self, z: np.ndarray, dx_e: float, dy_n: float, d: float,
-                 kts: np.ndarray | None = None, angles: np.ndarray | None = None) -> None:
+                 kts: np.ndarray | None = None, angles: np.ndarray | None = None,
+                 row_step: int | None = None) -> None:
         self.shape = z.shape
         self.dx_e, self.dy_n, self.d = float(dx_e), float(dy_n), float(d)
         self.kts = default_kts() if kts is None else np.asarray(kts, float)
         self.angles = DEFAULT_ANGLES if angles is None else np.asarray(angles, float)
         self.h, bad = hessian(z, self.dx_e, self.dy_n)
+        self.bad = bad
+        self.step = min(abs(self.dx_e), abs(self.dy_n))
+        self.row_step = (max(1, int(self.d / ROW_STEP_DIV / self.step)) if row_step is None
+                         else int(row_step))
+        # Along-strike window: lattice rows |j' - j| h < d.
+        self.mv = int(np.ceil(self.d / self.step)) - 1
+        # Across-strike half-widths (lattice columns |t| h < c) and template profiles per kt.
+        self.mu = [int(np.ceil(half_width(float(kt)) / self.step)) - 1 for kt in self.kts]
+        self.profiles = [lattice_profile(float(kt), self.step, m).astype(np.float32)
+                         for kt, m in zip(self.kts, self.mu, strict=True)]
         ny, nx = self.shape
-        self.fft_shape = (sfft.next_fast_len(ny, real=True), sfft.next_fast_len(nx, real=True))
-        # NaN holes inside the grid: windows are masked by counting bad pixels under the window
-        # (one more inverse FFT per template, only for DEMs that have holes).
-        interior = bad.copy()
-        r = STENCIL_RADIUS
-        interior[:r, :] = interior[-r:, :] = interior[:, :r] = interior[:, -r:] = False
-        self.f_bad = (sfft.rfft2(interior.astype(np.float32), s=self.fft_shape, workers=1)
-                      if interior.any() else None)
-        self.reach = half_width(float(self.kts.max())) + self.d
+        r, c = np.mgrid[0:ny, 0:nx]
+        self._pe = (c * self.dx_e).astype(np.float64).ravel()
+        self._pn = (r * self.dy_n).astype(np.float64).ravel()
+        self._spectra: dict[int, list[np.ndarray]] = {}
 
-    def _valid_box(self, t) -> tuple[int, int, int, int]:
-        """Rows r0:r1, cols c0:c1 whose whole window has defined curvature (edge mask)."""
+    def _template_spectra(self, nfft: int) -> list[np.ndarray]:
+        """Conjugate rfft of each profile, wrapped about lattice offset 0 (correlation)."""
+        if nfft not in self._spectra:
+            out = []
+            for w, m in zip(self.profiles, self.mu, strict=True):
+                k = np.zeros(nfft, np.float32)
+                k[np.arange(-m, m + 1) % nfft] = w
+                out.append(np.conj(sfft.rfft(k, workers=1)).astype(np.complex64))
+            self._spectra[nfft] = out
+        return self._spectra[nfft]
+
+    def _angle(self, theta: float) -> tuple | None:
+        """Best (snr, swk, kt index) per lattice point for one strike, and the pixel mapping."""
+        h = self.step
+        t = np.radians(theta)
+        cs, sn = np.cos(t), np.sin(t)
         ny, nx = self.shape
-        r = STENCIL_RADIUS
-        return (r - t.rmin, ny - r - t.rmax, r - t.cmin, nx - r - t.cmax)
+        corners_e = np.array([0, nx - 1, 0, nx - 1]) * self.dx_e
+        corners_n = np.array([0, 0, ny - 1, ny - 1]) * self.dy_n
+        cu = corners_e * cs - corners_n * sn
+        cv = corners_e * sn + corners_n * cs
+        i0, i1 = int(np.floor(cu.min() / h)), int(np.ceil(cu.max() / h))
+        j0, j1 = int(np.floor(cv.min() / h)), int(np.ceil(cv.max() / h))
+        nu, nv = i1 - i0 + 1, j1 - j0 + 1
+        mv, rs = self.mv, self.row_step
+        # Computed rows: global lattice rows j = rs * k whose along-strike window is inside.
+        k0 = -((-(j0 + mv)) // rs)
+        k1 = (j1 - mv) // rs
+        if k1 < k0:
+            return None
+        rows = np.arange(k0, k1 + 1) * rs - j0  # local lattice row indices
+        # Nearest pixel of each lattice point; points off the grid are undefined.
+        u = (np.arange(i0, i1 + 1) * h)[None, :]
+        v = (np.arange(j0, j1 + 1) * h)[:, None]
+        col = np.rint((u * cs + v * sn) / self.dx_e)
+        row = np.rint((v * cs - u * sn) / self.dy_n)
+        inside = (col >= 0) & (col < nx) & (row >= 0) & (row < ny)
+        flat = np.where(inside, row * nx + col, 0).astype(np.intp)
+        k = directional(self.h, theta).ravel()
+        klat = k[flat]
+        badlat = self.bad.ravel()[flat] | ~inside
+        klat[badlat] = 0.0
+        # Along-strike box sums at the computed rows (float64 cumulative sums).
+        lo, hi = rows - mv, rows + mv + 1
+
+        def vbox(a: np.ndarray) -> np.ndarray:
+            s = np.zeros((nv + 1, nu))
+            np.cumsum(a, axis=0, out=s[1:])
+            return s[hi] - s[lo]
+
+        kl64 = klat.astype(np.float64)
+        bk = vbox(kl64).astype(np.float32)
+        bkk = vbox(kl64 * kl64)
+        bbad = vbox(badlat.astype(np.float64))
+        # Across-strike cumulative sums (leading zero column) for the window sums of K^2, bad.
+        nr = len(rows)
+        skk = np.zeros((nr, nu + 1))
+        np.cumsum(bkk, axis=1, out=skk[:, 1:])
+        sbad = np.zeros((nr, nu + 1))
+        np.cumsum(bbad, axis=1, out=sbad[:, 1:])
+        nfft = sfft.next_fast_len(nu, real=True)
+        fb = sfft.rfft(bk, n=nfft, axis=1, workers=1)
+        spectra = self._template_spectra(nfft)
+        best_snr = np.full((nr, nu), -np.inf, np.float32)
+        best_swk = np.zeros((nr, nu), np.float32)
+        best_kt = np.full((nr, nu), -1, np.int16)
+        nvw = 2 * mv + 1
+        floor = np.float32(MISFIT_FLOOR)
+        for ik, (m, w, spec) in enumerate(zip(self.mu, self.profiles, spectra, strict=True)):
+            if 2 * m + 1 > nu:
+                continue
+            sl = slice(m, nu - m)
+            swk = sfft.irfft(fb * spec, n=nfft, axis=1, workers=1)[:, sl]
+            wkk = (skk[:, 2 * m + 1:] - skk[:, :nu - 2 * m]).astype(np.float32)
+            ok = (sbad[:, 2 * m + 1:] - sbad[:, :nu - 2 * m]) < 0.5
+            sww = np.float32(nvw * np.sum(w.astype(np.float64) ** 2))
+            n = np.float32(nvw * (2 * m + 1))
+            q = swk * swk
+            q /= sww
+            den = wkk - q
+            np.maximum(den, wkk * floor, out=den)
+            np.maximum(den, np.finfo(np.float32).tiny, out=den)
+            q *= n
+            q /= den
+            q[~ok] = -np.inf
+            bs = best_snr[:, sl]
+            upd = q > bs
+            bs[upd] = q[upd]
+            best_swk[:, sl][upd] = swk[upd]
+            best_kt[:, sl][upd] = ik
+        return best_snr, best_swk, best_kt, i0, k0, rs, j0
 
     def run(self, angle_indices: Iterable[int], best: BestFit | None = None) -> BestFit:
         """Search the strikes ``angle_indices`` (indices into ``self.angles``) and all kts."""
         best = BestFit.empty(self.shape) if best is None else best
-        s = self.fft_shape
+        h = self.step
+        sww = np.array([(2 * self.mv + 1) * np.sum(w.astype(np.float64) ** 2)
+                        for w in self.profiles], np.float32)
+        bsnr, bamp = best.snr.ravel(), best.amp.ravel()
+        bkt, bang = best.kt_idx.ravel(), best.ang_idx.ravel()
         for ia in angle_indices:
             theta = float(self.angles[ia])
-            k = directional(self.h, theta)
-            fk = sfft.rfft2(k, s=s, workers=1)
-            fk2 = sfft.rfft2(k * k, s=s, workers=1)
-            grid = angle_grid(theta, self.reach, self.dx_e, self.dy_n)
-            for ik, kt in enumerate(self.kts):
-                t = make_template(float(kt), theta, self.d, self.dx_e, self.dy_n, grid)
-                r0, r1, c0, c1 = self._valid_box(t)
-                if r1 <= r0 or c1 <= c0:
-                    continue
-                fw, fm = spectra(t, s)
-                crop = (slice(r0, r1), slice(c0, c1))
-                swk = sfft.irfft2(fk * fw, s=s, workers=1)[crop]
-                skk = sfft.irfft2(fk2 * fm, s=s, workers=1)[crop]
-                n, sww = np.float32(t.n), np.float32(t.sww)
-                amp = swk / sww
-                misfit = np.maximum(skk - amp * swk, skk * np.float32(MISFIT_FLOOR)) / n
-                snr = amp * amp * sww / np.maximum(misfit, np.finfo(np.float32).tiny)
-                if self.f_bad is not None:
-                    holes = sfft.irfft2(self.f_bad * fm, s=s, workers=1)[crop] > 0.5
-                    snr[holes] = -np.inf
-                bs = best.snr[crop]
-                upd = snr > bs
-                bs[upd] = snr[upd]
-                best.amp[crop][upd] = amp[upd]
-                best.kt_idx[crop][upd] = ik
-                best.ang_idx[crop][upd] = ia
+            res = self._angle(theta)
+            if res is None:
+                continue
+            lsnr, lswk, lkt, i0, k0, rs, j0 = res
+            t = np.radians(theta)
+            cs, sn = np.cos(t), np.sin(t)
+            pu = self._pe * cs - self._pn * sn
+            pv = self._pe * sn + self._pn * cs
+            li = np.rint(pu / h).astype(np.intp) - i0
+            lk = np.rint(pv / (h * rs)).astype(np.intp) - k0
+            nr, nu = lsnr.shape
+            have = (lk >= 0) & (lk < nr) & (li >= 0) & (li < nu)
+            pix = np.flatnonzero(have)
+            lf = lk[pix] * nu + li[pix]
+            snr = lsnr.ravel()[lf]
+            upd = snr > bsnr[pix]
+            pix, lf = pix[upd], lf[upd]
+            kt = lkt.ravel()[lf]
+            bsnr[pix] = snr[upd]
+            bamp[pix] = lswk.ravel()[lf] / sww[kt]
+            bkt[pix] = kt
+            bang[pix] = ia
         return best
 
 
 def match(z: np.ndarray, dx_e: float, dy_n: float, d: float, kts: np.ndarray | None = None,
-          angles: np.ndarray | None = None) -> tuple[BestFit, Matcher]:
+          angles: np.ndarray | None = None, row_step: int | None = None
+          ) -> tuple[BestFit, Matcher]:
     """Single-process search of the whole (strike, kt) grid."""
-    m = Matcher(z, dx_e, dy_n, d, kts, angles)
+    m = Matcher(z, dx_e, dy_n, d, kts, angles, row_step)
     return m.run(range(len(m.angles))), m
