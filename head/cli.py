@@ -15,9 +15,11 @@ from pathlib import Path
 
 import click
 
+from head.cli_ops import register
 from head.hosts import HostsError, HostSpec, read_hosts
 from head.scheduler import HaltError, HaltPolicy, Options
 from head.status import StatusError, find_run, render, summary
+from head.version import head_version
 from tasks.app import AppError, PlanContext, load_app
 from tasks.tasklist import TaskListError, read_task_list
 
@@ -104,7 +106,9 @@ def run(ctx: click.Context, app: str | None, tasks_file: str | None, workers: st
         opts = Options(retries=retries, retry_delay=retry_delay, timeout=timeout,
                        halt=HaltPolicy.parse(halt), heartbeat_timeout=heartbeat_timeout,
                        verify_host_keys=not no_host_key_check, ssh_config=ssh_config,
-                       memfree=_parse_size(memfree) if memfree else None)
+                       memfree=_parse_size(memfree) if memfree else None,
+                       # An app's tasks import this project on the workers: same version only.
+                       require_version=head_version() if app else None)
         if retries < 0:
             raise AppError("--retries must be >= 0")
         mod = app_args = plan_ctx = None
@@ -134,8 +138,10 @@ def run(ctx: click.Context, app: str | None, tasks_file: str | None, workers: st
         click.echo("parallel: warning: host keys are NOT verified (--no-host-key-check); "
                    "a man-in-the-middle could run your tasks", err=True)
     command_line = shlex.join(["parallel", *sys.argv[1:]])
+    hosts_file = workers or ("hosts.yaml" if Path("hosts.yaml").exists() else None)
     result = execute(hosts, tasks, rdir, name, opts, command_line=command_line,
-                     progress=not quiet, app=mod, app_args=app_args, app_ctx=plan_ctx)
+                     progress=not quiet, app=mod, app_args=app_args, app_ctx=plan_ctx,
+                     hosts_file=hosts_file, procs=procs)
     _print_result(result, rdir)
     sys.exit(result.exit_status)
 
@@ -186,17 +192,32 @@ def _print_result(result, rdir: Path) -> None:
 
 @main.command()
 @click.argument("run", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(run: str | None, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable output, with the report's numbers under `report`.")
+@click.option("--watch", is_flag=True, help="Redraw as the run's journal changes, until it ends.")
+def status(run: str | None, as_json: bool, watch: bool) -> None:
     """Progress, per-host counts and failures (with stderr tails) of RUN [default: latest]."""
+    from head.report import analyse
+
     try:
-        s = summary(find_run(run))
+        rdir = find_run(run)
+        s = summary(rdir)
     except USER_ERRORS as e:
         fail(str(e))
+    if watch:
+        from head.watch import watch_status
+
+        sys.exit(watch_status(rdir))
     if as_json:
+        r = analyse(rdir)
+        r.pop("bars")  # per-attempt rows: `parallel report RUN --json` has them
+        s["report"] = r
         click.echo(json.dumps(s, indent=2, default=str))
     else:
         click.echo(render(s))
+
+
+register(main, fail, USER_ERRORS)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def analyse(run_dir: Path) -> dict:
         db.close()
     now = time.time()
     bars = []
-    for tid, att, host, slot, queued, start, end, outcome, reason, rss, weight, n_att in rows:
+    for tid, att, host, slot, queued, start, end, outcome, reason, rss, weight, _n in rows:
         end = end if end is not None else now
         kind = "retry_ok" if outcome == "ok" and att > 1 else outcome
         bars.append({"task": tid, "attempt": att, "host": host, "slot": slot, "t0": start,

@@ -68,7 +68,7 @@ def summary(run_dir: Path, failures: int = 20) -> dict:
         "running": states.get("running", 0), "pending": states.get("pending", 0),
         "attempts": n_attempts, "retried_tasks": retried,
         "started": meta.get("started"), "finished": meta.get("finished"),
-        "exit_status": meta.get("exit_status"),
+        "exit_status": meta.get("exit_status"), "head_pid": meta.get("head_pid"),
         "elapsed": (t1 - t0) if t0 and t1 else 0.0,
         "hosts": list(host_info.values()), "failures": fails,
     }

@@ -2,8 +2,8 @@
 # Set up everything the test suite needs on a fresh Debian machine, then run it.
 #   bash scripts/test.sh [pytest args]
 # Installs Debian's openssh-server (the sshd test bed), mariadb-server and galera-4 (the loader's
-# database and cluster tests) and GNU parallel (the dispatch benchmark's peer) when missing,
-# then this project with its test extras.
+# database and cluster tests), GNU parallel (the dispatch benchmark's peer) and chromium (the web
+# view's test) when missing, then this project with its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,7 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(maria
 [ -e /usr/lib/galera/libgalera_smm.so ] || need+=(galera-4)
 command -v parallel >/dev/null 2>&1 || need+=(parallel)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the live web view's browser test
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq

@@ -13,10 +13,11 @@ import rasterio
 from scipy.special import erf
 
 from apps.scarp_search import app
-from apps.scarp_search.gather import load_partial
+from apps.scarp_search.gather import load_partial, to_maps
 from apps.scarp_search.io import read_dem, write_geotiff
 from apps.scarp_search.matching import Matcher, match
 from apps.scarp_search.templates import default_kts, search_grid
+from apps.scarp_search.traces import strongest_trace
 from tasks.app import PlanContext
 
 CARRIZO = Path(__file__).resolve().parents[2] / "shared" / "data" / "dem" / "carrizo.tif"
@@ -44,21 +45,38 @@ def fit(theta: float, sigma: float, dy_n: float = -1.0, amp: float = 1.0, kt: fl
     return (m.angles[best.ang_idx[on]], m.kts[best.kt_idx[on]], best.amp[on])
 
 
-@pytest.mark.parametrize("theta", [0.0, 30.0, 60.0, 90.0, -45.0, -30.0, -75.0])
-def test_noisy_strike_within_1_deg(theta: float) -> None:
-    strikes, _, amps = fit(theta, sigma=0.05)
+THETAS = [0.0, 30.0, 60.0, 90.0, -45.0, -30.0, -75.0]
+
+
+@pytest.mark.parametrize("theta", THETAS)
+@pytest.mark.parametrize("sigma", [0.0, 0.05])
+def test_strike_kt_amplitude_on_scarp_pixels(theta: float, sigma: float) -> None:
+    """Issue 5 targets on the scarp's pixels (|xr| < 0.8 m, within 30 m of the centre, all
+    windows inside the grid): the MEDIAN strike within 1 deg, median log10 kt within 0.1 and
+    median amplitude within 10 %; and at least 80 % of the pixels each within those bounds
+    for kt and amplitude (strike per pixel within 3 deg: nearest-neighbour lattice jitter)."""
+    strikes, kts, amps = fit(theta, sigma=sigma, amp=1.5)
     assert len(strikes) > 20
+    lkt = np.log10(kts)
     assert abs(np.median(strikes) - theta) <= 1.0
-    assert np.median(amps) > 0  # up on the right of the strike azimuth -> positive
-
-
-@pytest.mark.parametrize("theta", [0.0, 30.0, 60.0, 90.0, pytest.param(-45.0, marks=pytest.mark.xfail(
-    reason="known gap: on the diagonal kt 12.6 beats 10 on some pixels (amplitude +17 %)"))])
-def test_noise_free_kt_and_amplitude(theta: float) -> None:
-    strikes, kts, amps = fit(theta, sigma=0.0, amp=1.5)
-    assert np.all(np.abs(strikes - theta) <= 1.0)
-    assert np.all(np.abs(np.log10(kts) - 1.0) <= 0.1 + 1e-9)  # one grid step, rounding
+    assert abs(np.median(lkt) - 1.0) <= 0.1 + 1e-9
     assert abs(np.median(amps) / 1.5 - 1) <= 0.10
+    assert np.mean(np.abs(lkt - 1.0) <= 0.1 + 1e-9) >= 0.8
+    assert np.mean(np.abs(amps / 1.5 - 1) <= 0.10) >= 0.8
+    assert np.all(np.abs(strikes - theta) <= 3.0)
+
+
+@pytest.mark.parametrize("kt", [3.16, 31.6])
+def test_noisy_other_kt(kt: float) -> None:
+    z, xr = synth(200, 20.0, kt, 1.0, 0.05, seed=3)
+    angles = np.arange(16.0, 25.0, 1.0)
+    best, m = match(z, 1.0, -1.0, 30.0, default_kts()[:25], angles)
+    r, c = np.mgrid[0:200, 0:200]
+    on = (np.abs(xr) < 0.8) & (np.hypot(r - 100, c - 100) < 25)
+    assert np.all(best.ang_idx[on] >= 0)
+    assert abs(np.median(m.angles[best.ang_idx[on]]) - 20.0) <= 1.0
+    assert abs(np.median(np.log10(m.kts[best.kt_idx[on]])) - np.log10(kt)) <= 0.1 + 1e-9
+    assert abs(np.median(best.amp[on]) - 1.0) <= 0.10
 
 
 def test_rows_running_north_give_same_strike_and_sign() -> None:
@@ -118,11 +136,13 @@ def test_distributed_equals_single_process(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not CARRIZO.exists(), reason="carrizo.tif not available")
 def test_carrizo_san_andreas_is_strongest_trace() -> None:
+    """The strongest straight trace (traces.strongest_trace: strike-consistent Hough sum of SNR)
+    is the San Andreas: strike within 10 deg of north, near column 220, > 1 km long."""
     d = read_dem(CARRIZO)
     angles, kts = search_grid(5.0, 0.0, 3.4, 0.5)
     best, _ = match(d.z, d.dx_e, d.dy_n, 100.0, kts, angles)
-    snr = np.where(best.ang_idx >= 0, best.snr, 0.0)
-    col = int(np.argmax(snr.sum(axis=0)))  # the strongest linear N-S trace
-    assert 205 <= col <= 240
-    strikes = angles[best.ang_idx[:, col][best.ang_idx[:, col] >= 0]]
-    assert abs(np.median(strikes)) <= 20
+    amp, kt, strike, snr = to_maps(best, kts, angles)
+    tr = strongest_trace(snr, strike, d.dx_e, d.dy_n, snr_min=200.0)
+    assert abs(tr.strike_deg) <= 10
+    assert 205 <= np.median(tr.cols) <= 240
+    assert (tr.rows.max() - tr.rows.min()) * abs(d.dy_n) > 1000

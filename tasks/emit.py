@@ -1,0 +1,70 @@
+"""Stream result rows from a running task to the head, instead of writing files on the worker.
+
+A task whose ``Task.stream`` names an output (e.g. ``shards/<id>.csv``) is started with a pipe
+on file descriptor ``$PARALLEL_EMIT_FD``.  The line format, usable from any program:
+
+    every line written to that descriptor is one CSV record, ending in "\\n"; a record may not
+    contain a newline (quote-free CSV, or escape newlines yourself).
+
+The agent forwards the lines over its channel as they come; the head appends them, in order, to a
+spool file and, only when the attempt succeeds, renames the spool to the run directory's
+``<stream>`` path.  Rows of a failed, timed-out, killed or duplicated attempt are discarded.
+When the head writes slower than the task emits, the pipe fills and ``emit`` blocks: the head's
+memory stays bounded by the channel window, whatever the task produces.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable, Sequence
+
+EMIT_FD_ENV = "PARALLEL_EMIT_FD"
+
+
+class Emitter:
+    """Writes CSV records to the head's stream; use :func:`emitter` to get one."""
+
+    def __init__(self, fd: int):
+        self._f = os.fdopen(fd, "w", buffering=1 << 16, newline="", closefd=False)
+        self._buf = io.StringIO()
+        self._w = csv.writer(self._buf, lineterminator="\n")
+
+    def rows(self, rows: Iterable[Sequence[object]]) -> None:
+        """Send rows (sequences of values; None is written as an empty field)."""
+        for row in rows:
+            for v in row:
+                if isinstance(v, str) and ("\n" in v or "\r" in v):
+                    # One record per line on the wire: a line break would split it in two.
+                    raise ValueError(f"emit: a value contains a line break: {v[:40]!r}")
+            self._w.writerow(["" if v is None else v for v in row])
+        text = self._buf.getvalue()
+        self._buf.seek(0)
+        self._buf.truncate()
+        self.lines(text)
+
+    def lines(self, text: str) -> None:
+        """Send pre-formatted CSV text: whole records, each ending in a newline."""
+        if text and not text.endswith("\n"):
+            raise ValueError("emit: CSV text must end with a newline")
+        self._f.write(text)
+
+    def close(self) -> None:
+        self._f.flush()
+
+
+def emitter() -> Emitter | None:
+    """The stream to the head, or None when the task was not started with one."""
+    fd = os.environ.get(EMIT_FD_ENV)
+    return Emitter(int(fd)) if fd else None
+
+
+def emit(rows: Iterable[Sequence[object]]) -> None:
+    """Send ``rows`` to the head (a shortcut for one-off calls; flushes each time)."""
+    e = emitter()
+    if e is None:
+        raise RuntimeError(f"emit: no stream (${EMIT_FD_ENV} is not set); run the task through "
+                           "`parallel run` with a streamed output")
+    e.rows(rows)
+    e.close()
