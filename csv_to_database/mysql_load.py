@@ -131,7 +131,7 @@ class MySQLLoader:
     def _refused(self, shard: Shard, e: Exception) -> ShardError:
         text = self.creds.password.scrub(str(e.args[-1] if e.args else e))
         m = _AT_ROW.search(text)
-        line = shard.line_of(int(m.group(1))) if m else None
+        line = shard.line_of(int(m.group(1))) if m else self._line_of_value(shard, text)
         return ShardError(shard.path, line, f"refused by MySQL: {text}",
                           "fix the data; nothing of this shard was committed")
 
@@ -219,7 +219,7 @@ class MySQLLoader:
     def _line_of_value(self, shard: Shard, text: str) -> int | None:
         """Line of the first record holding the value quoted in a MySQL message (for messages
         without "at row N": duplicate keys, CAST warnings). Error path only: re-reads the file."""
-        m = re.search(r"(?:entry|value): '(.*)'", text)
+        m = re.search(r"(?:entry|value:) '(.*?)'(?: for|$)", text)
         if not m:
             return None
         want = m.group(1)

@@ -66,13 +66,15 @@ def test_strike_kt_amplitude_on_scarp_pixels(theta: float, sigma: float) -> None
     assert np.all(np.abs(strikes - theta) <= 3.0)
 
 
-@pytest.mark.parametrize("kt", [3.16, 31.6])
+@pytest.mark.parametrize("kt", [10 ** 0.5, 10 ** 1.5])
 def test_noisy_other_kt(kt: float) -> None:
-    z, xr = synth(200, 20.0, kt, 1.0, 0.05, seed=3)
+    """kt 3.2 and 32 at sigma 0.05 (median strike, kt, amplitude); d = 60 m: a broad scarp needs
+    an along-strike window longer than its across-strike one (c = 26 m at kt 32) to fix the strike."""
+    z, xr = synth(260, 20.0, kt, 1.0, 0.05, seed=3)
     angles = np.arange(16.0, 25.0, 1.0)
-    best, m = match(z, 1.0, -1.0, 30.0, default_kts()[:25], angles)
-    r, c = np.mgrid[0:200, 0:200]
-    on = (np.abs(xr) < 0.8) & (np.hypot(r - 100, c - 100) < 25)
+    best, m = match(z, 1.0, -1.0, 60.0, default_kts()[:25], angles)
+    r, c = np.mgrid[0:260, 0:260]
+    on = (np.abs(xr) < 0.8) & (np.hypot(r - 130, c - 130) < 25)
     assert np.all(best.ang_idx[on] >= 0)
     assert abs(np.median(m.angles[best.ang_idx[on]]) - 20.0) <= 1.0
     assert abs(np.median(np.log10(m.kts[best.kt_idx[on]])) - np.log10(kt)) <= 0.1 + 1e-9
