@@ -18,6 +18,7 @@ import argparse
 import csv
 import os
 import random
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -75,15 +76,31 @@ def write_shards(rows: list[list[str]], outdir: Path, nshards: int) -> None:
             w.writerows(rows[k * per:(k + 1) * per])
 
 
-def run_cli(shards: Path, url: str, schema: Path, parallel: int, env: dict) -> float:
-    """Seconds for one CLI run (a fresh table), as a subprocess."""
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of process ``pid`` (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+CPU: list[tuple[str, float, float]] = []  # (label, client CPU s, server CPU s) per CLI run
+
+
+def run_cli(shards: Path, url: str, schema: Path, parallel: int, env: dict,
+            server_pid: int | None = None, label: str = "") -> float:
+    """Seconds for one CLI run (a fresh table), as a subprocess; CPU use goes to ``CPU``."""
     argv = [sys.executable, "-m", "csv_to_database.cli", str(shards), "--db", url, "--table",
             "objects", "--create", "--schema", str(schema), "--parallel", str(parallel), "-q"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    s0 = cpu_seconds(server_pid) if server_pid else 0.0
     t0 = time.perf_counter()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True)
     dt = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    s1 = cpu_seconds(server_pid) if server_pid else 0.0
     if proc.returncode != 0:
         raise SystemExit(f"CLI failed: {proc.stderr}")
+    client = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    CPU.append((label, client, s1 - s0))
     return dt
 
 
@@ -146,13 +163,18 @@ def main() -> None:
             return server.url(db)
 
         # --- csv_to_database -----------------------------------------------------------
-        dt = run_cli(work / "shards", fresh("b_cli"), schema, args.parallel, env)
+        pid = server.pid
+        dt = run_cli(work / "shards", fresh("b_cli"), schema, args.parallel, env, pid,
+                     f"MariaDB --parallel {args.parallel}")
         results.append(("csv_to_database", "MariaDB", args.rows, dt))
-        dt = run_cli(work / "shards", fresh("b_cli1"), schema, 1, env)
+        dt = run_cli(work / "shards", fresh("b_cli1"), schema, 1, env, pid,
+                     "MariaDB --parallel 1")
         results.append(("csv_to_database --parallel 1", "MariaDB", args.rows, dt))
-        dt = run_cli(work / "shards128k", fresh("b_cli128"), schema, args.parallel, env)
+        dt = run_cli(work / "shards128k", fresh("b_cli128"), schema, args.parallel, env, pid,
+                     "MariaDB 128k rows")
         results.append(("csv_to_database (128k rows)", "MariaDB", small, dt))
-        dt = run_cli(work / "shards", f"sqlite:///{work / 'cli.db'}", schema, 1, env)
+        dt = run_cli(work / "shards", f"sqlite:///{work / 'cli.db'}", schema, 1, env,
+                     label="SQLite")
         results.append(("csv_to_database", "SQLite", args.rows, dt))
 
         # --- pandas and executemany on a subset --------------------------------------------
@@ -213,6 +235,10 @@ def main() -> None:
           f"/ executemany = {cli_my / rate[('executemany', 'MariaDB')]:.1f}x")
     print(f"SQLite:  csv_to_database / pandas = {cli_lite / pandas_lite:.1f}x, "
           f"/ executemany = {cli_lite / rate[('executemany', 'SQLite')]:.1f}x")
+    print("\nCPU seconds per CLI run (client = the csv_to_database process, server = mariadbd):")
+    for label, client, srv in CPU:
+        print(f"  {label:24} client {client:6.2f}  server {srv:6.2f}")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (other work on this box skews rates)")
     t128 = next(s for m, _, _, s in results if "128k" in m)
     print(f"128,000 rows into MariaDB: {t128:.2f} s (Lasair stated 60-120 s)")
 

@@ -153,3 +153,14 @@ def test_duplicate_header_column(db, tmp_path):
     proc = load(db, d, schema=schema_file(tmp_path))
     _only_good_loaded(db, proc, "dup.csv", 1)
     assert "duplicate" in proc.stderr
+
+
+def test_backslashes_in_a_plain_file_are_literal(db, tmp_path):
+    # no quotes: MySQL gets a byte-level copy; a literal \N must stay text, not become NULL
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "bs.csv").write_text(
+        ",".join(HEADER) + "\nZ1,1,1,1,1,a\\b\nZ2,2,2,2,2,\\N\nZ3,,,,,\\\\\nZ4,4,4,4,4,\n")
+    proc = load(db, tmp_path / "s", schema=schema_file(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert db.query("SELECT objectId, ncand, ssnamenr FROM objects ORDER BY objectId") == [
+        ("Z1", 1, "a\\b"), ("Z2", 2, "\\N"), ("Z3", None, "\\\\"), ("Z4", 4, None)]

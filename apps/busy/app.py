@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from tasks import Task, python_command
 from tasks.app import PlanContext
@@ -57,6 +58,24 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
             out = ctx.run_dir / "out" / f"busy-{i:05d}.txt"
             argv += ["--output", str(out)]
             outputs = (str(out),)
-        tasks.append(Task(id=f"busy-{i:05d}", command=python_command("apps.busy.task", argv),
-                          weight=seconds, outputs=outputs))
+        if args.mode == "sleep" and not args.mem_mb:
+            command = shell_sleep(i, seconds, outputs, fail="--fail" in argv)
+        else:
+            command = python_command("apps.busy.task", argv)
+        tasks.append(Task(id=f"busy-{i:05d}", command=command, weight=seconds, outputs=outputs))
     return tasks
+
+
+def shell_sleep(i: int, seconds: float, outputs: tuple[str, ...], fail: bool) -> str:
+    """A sleep task as plain shell: no interpreter start-up (~0.1 s of CPU per task), so a
+    sweep on a 2-core machine measures the scheduler, not Python starting 32 times at once.
+    Same output file, stdout line and exit status as ``apps.busy.task``."""
+    cmd = f"sleep {seconds}"
+    for out in outputs:
+        q = shlex.quote(out)
+        cmd += (f" && mkdir -p $(dirname {q}) && echo 'busy {i} {float(seconds)} sleep' "
+                f"> {q}.tmp$$ && mv {q}.tmp$$ {q}")
+    cmd += f' && echo "busy task {i} done on $(hostname) pid $$"'
+    if fail:
+        cmd += f" && echo 'busy task {i}: failing on purpose (--fail-every)' >&2 && exit 1"
+    return cmd

@@ -11,13 +11,14 @@ import numpy as np
 from apps.rebuild_objects.sources.base import CANDIDATE_COLUMNS, Detections
 
 # Lasair's `candidates` columns used here; DOUBLE for every float (ZTF's float32 values widen
-# exactly), an index on objectId as Lasair's table has.
+# exactly).  The index on (objectId, jd, candid) serves both the objectId lookups Lasair's table
+# is indexed for and the block reads' ORDER BY objectId, jd, candid, which then need no sort.
 CANDIDATES_DDL = """CREATE TABLE {table} (
   objectId VARCHAR(16) NOT NULL, candid BIGINT, jd DOUBLE NOT NULL, fid INT NOT NULL,
   magpsf DOUBLE, sigmapsf DOUBLE, isdiffpos VARCHAR(1), ra DOUBLE NOT NULL, `dec` DOUBLE NOT NULL,
   nid INT, rb DOUBLE, drb DOUBLE, ssnamenr VARCHAR(32), sgmag1 DOUBLE, srmag1 DOUBLE,
   sgscore1 DOUBLE, distpsnr1 DOUBLE)"""
-INDEX_DDL = "CREATE INDEX {table}_objectId ON {table} (objectId)"
+INDEX_DDL = "CREATE INDEX {table}_objectId ON {table} (objectId, jd, candid)"
 
 
 def candidate_rows(det: Detections) -> Iterator[tuple]:

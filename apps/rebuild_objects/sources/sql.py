@@ -3,14 +3,17 @@
 Listing pages through ``GROUP BY objectId ORDER BY objectId`` with ``WHERE objectId > last``
 (keyset pagination: stable under concurrent inserts, never OFFSET).  A block (a contiguous
 objectId range of the listing) is read in one read-only transaction with three queries: the
-per-object counts, the numeric columns ordered by (objectId, jd, candid), and the few
-ssnamenr values.  Selecting numbers only lets numpy convert the rows in C; objectId strings
-are not fetched per row.  Password for MySQL: environment MYSQL_PWD or an option file, never
-the URL or argv.
+per-object counts, the numeric columns ordered by (objectId, jd, candid) (an index on those
+columns, as dbwrite creates, saves the sort), and the few ssnamenr values.  Selecting numbers
+only lets numpy convert the rows in C; objectId strings are not fetched per row.  Rows are fetched
+and converted in chunks straight into preallocated columns, so the block never exists as one big
+list of Python tuples (most of the old peak memory).  Password for MySQL: environment MYSQL_PWD or
+an option file, never the URL or argv.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Callable
@@ -22,15 +25,29 @@ import numpy as np
 from apps.rebuild_objects.sources.base import FLOAT_COLUMNS, Detections, clean_ssnamenr, concat
 
 PAGE = 50_000  # objects per listing page: one round trip per ~1 MB of ids
+FETCH_ROWS = 32_768  # rows converted at a time (~4 MB of tuples)
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Numeric select list: booleans and the "has a name" flag computed by the server.
-# `dec` is a reserved word in MySQL: quoted with the dialect's identifier quote ({q}).
-_NUMERIC = ("jd, fid, magpsf, sigmapsf, (isdiffpos IN ('t', '1')), ra, {q}dec{q}, nid, rb, drb, "
-            "sgmag1, srmag1, sgscore1, distpsnr1, "
-            "(ssnamenr IS NOT NULL AND ssnamenr NOT IN ('', 'null'))")
-_NUM_INDEX = {"jd": 0, "fid": 1, "magpsf": 2, "sigmapsf": 3, "positive": 4, "ra": 5, "dec": 6,
-              "nid": 7, "rb": 8, "drb": 9, "sgmag1": 10, "srmag1": 11, "sgscore1": 12,
-              "distpsnr1": 13, "has_ss": 14}
+# Numeric select list: the float columns, then nid and fid packed with two flags computed by the
+# server, 4 * fid + positive + 2 * has_ssnamenr (one small integer instead of three values: the
+# fetch costs per value).  `dec` is a reserved word in MySQL: quoted with the dialect's
+# identifier quote.
+_NUM_INDEX = {c: i for i, c in enumerate(FLOAT_COLUMNS)}
+_NUM_INDEX.update({"nid": len(FLOAT_COLUMNS), "fid_flags": len(FLOAT_COLUMNS) + 1})
+_FLAGS = ("nid, 4 * fid + (isdiffpos IN ('t', '1')) "
+          "+ 2 * (ssnamenr IS NOT NULL AND ssnamenr NOT IN ('', 'null'))")
+_SAFE_INT = 2.0 ** 53  # integers up to this travel exactly through a float64 array
+
+
+def numeric_select(quote_char: str, missing: str | None) -> str:
+    """The numeric select list.  With ``missing`` (a SQL literal for -inf), NULL floats come back
+    as -inf instead of None, so a chunk converts with np.fromiter (no None: 2-3x faster than
+    np.array over tuples); -inf is turned into NaN again, i.e. a stored -inf reads as NULL,
+    which is what the features make of any non-finite value anyway."""
+    cols = []
+    for c in FLOAT_COLUMNS:
+        name = f"{quote_char}{c}{quote_char}" if c == "dec" else c
+        cols.append(f"COALESCE({name}, {missing})" if missing else name)
+    return ", ".join(cols) + ", " + _FLAGS
 
 
 class SqlSource:
@@ -39,12 +56,13 @@ class SqlSource:
     ranges = True
 
     def __init__(self, connect: Callable, table: str, mark: str, begin: str, name: str,
-                 quote_char: str = '"'):
+                 quote_char: str = '"', missing: str | None = None):
         if not IDENT.match(table):
             raise ValueError(f"bad table name {table!r}")
         self._connect, self.table, self.mark, self.begin, self.name = (
             connect, table, mark, begin, name)
-        self.numeric = _NUMERIC.format(q=quote_char)
+        self.numeric = numeric_select(quote_char, missing)
+        self.missing = missing
         self._conn = None
 
     def conn(self):
@@ -91,7 +109,7 @@ class SqlSource:
             listing = cur.fetchall()
             cur.execute(f"SELECT {self.numeric} FROM {self.table} WHERE {where} "
                         "ORDER BY objectId, jd, candid", (first, last))
-            rows = cur.fetchall()
+            a = _fetch_numeric(cur, sum(r[1] for r in listing))
             cur.execute(f"SELECT ssnamenr FROM {self.table} WHERE {where} AND ssnamenr IS NOT "
                         "NULL AND ssnamenr NOT IN ('', 'null') ORDER BY objectId, jd, candid",
                         (first, last))
@@ -99,7 +117,7 @@ class SqlSource:
         finally:
             cur.execute("COMMIT")
             cur.close()
-        return _to_detections(listing, rows, names)
+        return _to_detections(listing, a, names, self.missing is not None)
 
     def read_ids(self, ids: list[str]) -> Detections:
         # Blocks are contiguous in the server's listing order, so its first and last id bound
@@ -109,17 +127,50 @@ class SqlSource:
         return self.read_range(ids[0], ids[-1])
 
 
-def _to_detections(listing: list, rows: list, names: list) -> Detections:
-    """Server rows -> Detections (rows already ordered by objectId, jd, candid)."""
+def _fetch_numeric(cur, n_rows: int) -> np.ndarray:
+    """The executed numeric query's rows as a (columns, rows) float array, chunk by chunk."""
+    width = len(_NUM_INDEX)
+    out = np.empty((width, n_rows))
+    i = 0
+    while True:
+        rows = cur.fetchmany(FETCH_ROWS)
+        if not rows:
+            break
+        k = len(rows)
+        if i + k > n_rows:
+            raise RuntimeError("rows changed between queries of one snapshot")
+        try:
+            flat = np.fromiter(itertools.chain.from_iterable(rows), float, count=k * width)
+            out[:, i:i + k] = flat.reshape(k, width).T
+        except (TypeError, ValueError):  # a NULL the select list does not map (nid, fid)
+            out[:, i:i + k] = np.array(rows, dtype=float).reshape(k, width).T  # None -> NaN
+        i += k
+    if i != n_rows:
+        raise RuntimeError("rows changed between queries of one snapshot")
+    return out
+
+
+def _to_detections(listing: list, a: np.ndarray, names: list, inf_is_null: bool) -> Detections:
+    """Server rows (as columns, ordered by objectId, jd, candid) -> Detections."""
     ids = np.array([r[0] for r in listing], dtype=object)
     counts = np.array([r[1] for r in listing], dtype=np.int64)
-    a = np.array(rows, dtype=float).reshape(len(rows), len(_NUM_INDEX))  # NULL -> NaN
-    cols = {c: np.ascontiguousarray(a[:, _NUM_INDEX[c]]) for c in FLOAT_COLUMNS}
-    cols["fid"] = a[:, 1].astype(np.int64)
-    cols["nid"] = a[:, 7].astype(np.int64)
-    cols["positive"] = a[:, 4] > 0
-    ss = np.full(len(rows), None, dtype=object)
-    flagged = np.flatnonzero(a[:, 14] > 0)
+    cols = {}
+    for c in FLOAT_COLUMNS:
+        v = a[_NUM_INDEX[c]]
+        if inf_is_null:
+            v[v == -np.inf] = np.nan
+        cols[c] = v
+    nid, fid_flags = a[_NUM_INDEX["nid"]], a[_NUM_INDEX["fid_flags"]]
+    for c, v in (("nid", nid), ("fid", fid_flags)):
+        if v.size and not np.abs(v).max() < _SAFE_INT:
+            raise ValueError(f"{c} out of range (|{c}| >= 2**51) or NULL")
+    cols["nid"] = nid.astype(np.int64)
+    packed = fid_flags.astype(np.int64)
+    cols["fid"] = packed >> 2  # floor division: exact for negative fid too
+    cols["positive"] = (packed & 1) > 0
+    has_ss = (packed & 2) > 0
+    ss = np.full(a.shape[1], None, dtype=object)
+    flagged = np.flatnonzero(has_ss)
     if flagged.size != len(names):
         raise RuntimeError("ssnamenr rows changed between queries of one snapshot")
     ss[flagged] = clean_ssnamenr(names)
@@ -142,7 +193,8 @@ def sqlite_source(spec: str) -> SqlSource:
         uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"  # read-only: never writes
         return sqlite3.connect(uri, uri=True, isolation_level=None)
 
-    return SqlSource(connect, table, "?", "BEGIN", spec)
+    # SQLite reads the literal 1e999 as +inf: NULL floats come back as -inf (see numeric_select).
+    return SqlSource(connect, table, "?", "BEGIN", spec, missing="-1e999")
 
 
 def mysql_source(spec: str) -> SqlSource:
