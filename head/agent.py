@@ -33,6 +33,7 @@ import threading
 import time
 
 TAIL_BYTES = 2048  # stderr/stdout tail kept in the journal: enough for a traceback's last lines
+ROWS_CHUNK = 1 << 16  # streamed rows per message: big enough to amortise JSON, small for memory
 KILL_GRACE = 1.0  # seconds between TERM and KILL: lets a task flush, bounded so kills are quick
 
 
@@ -145,18 +146,32 @@ class Agent:
             d = os.path.dirname(os.path.join(cwd or ".", path))
             if d:
                 os.makedirs(d, exist_ok=True)
+        emit_r = emit_w = None
+        if m.get("emit"):
+            emit_r, emit_w = os.pipe()
+            env["PARALLEL_EMIT_FD"] = str(emit_w)
         try:
             with open(m["out"], "wb") as fo, open(m["err"], "wb") as fe:
                 p = subprocess.Popen(
                     m["cmd"], shell=True, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                     stdout=fo, stderr=fe, start_new_session=True,
+                    pass_fds=(emit_w,) if emit_w is not None else (),
                 )
         except OSError as e:
+            for fd in (emit_r, emit_w):
+                if fd is not None:
+                    os.close(fd)
             self.send({"ev": "exit", "key": key, "rc": 127, "sig": None, "t": time.time(),
                        "maxrss_kb": None, "timed_out": False, "out_size": 0, "err_size": 0,
                        "out_tail": "", "err_tail": "cannot start task: " + str(e),
                        "missing_outputs": []})
             return
+        reader = None
+        if emit_w is not None:
+            os.close(emit_w)  # the task holds the write end; EOF comes when it is done
+            reader = threading.Thread(target=self.forward_rows, args=(key, emit_r), daemon=True)
+            reader.start()
+        m["_reader"] = reader
         self.tasks[key] = p
         self.tell_guardian(b"+", p.pid)
         self.send({"ev": "start", "key": key, "pid": p.pid, "t": time.time()})
@@ -166,6 +181,27 @@ class Agent:
             timer.daemon = True
             timer.start()
         threading.Thread(target=self.reap, args=(key, p, m, timer), daemon=True).start()
+
+    def forward_rows(self, key, fd):
+        """Send the task's streamed lines to the head as they come, whole lines only.
+
+        ``send`` blocks while the channel is full; then this thread stops reading, the pipe
+        fills and the task's own writes block: back-pressure all the way to the task.
+        """
+        pending = b""
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            while True:
+                chunk = f.read(ROWS_CHUNK)
+                if not chunk:
+                    break
+                pending += chunk
+                cut = pending.rfind(b"\n") + 1
+                if cut:
+                    self.send({"ev": "rows", "key": key,
+                               "data": pending[:cut].decode("utf-8", "replace")})
+                    pending = pending[cut:]
+        if pending:
+            self.send({"ev": "rows", "key": key, "data": pending.decode("utf-8", "replace")})
 
     def expire(self, key):
         self.timed_out.add(key)
@@ -198,6 +234,8 @@ class Agent:
         # The group may outlive its leader (a backgrounded child): finish it off so a finished
         # task leaves nothing behind.
         self._kill_hard(p.pid)
+        if m.get("_reader") is not None:
+            m["_reader"].join()  # every streamed row goes out before the exit event
         self.tell_guardian(b"-", p.pid)
         self.tasks.pop(key, None)
         rc = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None

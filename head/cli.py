@@ -76,12 +76,15 @@ def main(verbose: int) -> None:
 @click.option("--no-host-key-check", is_flag=True,
               help="Do not verify worker host keys (insecure; prints a warning).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.option("--serve", "serve_port", type=int,
+              help="Also serve the live web view on 127.0.0.1:PORT while the run goes on.")
 @click.option("--help", "-h", "show_help", is_flag=True, help="Show this message (and the app's).")
 @click.pass_context
 def run(ctx: click.Context, app: str | None, tasks_file: str | None, workers: str | None,
         procs: int | None, retries: int, retry_delay: float, timeout: float | None, halt: str,
         name: str | None, run_dir: str | None, heartbeat_timeout: float, memfree: str | None,
-        ssh_config: str | None, no_host_key_check: bool, quiet: bool, show_help: bool) -> None:
+        ssh_config: str | None, no_host_key_check: bool, quiet: bool, serve_port: int | None,
+        show_help: bool) -> None:
     """Run an app (apps/<name>) or a task list (--tasks FILE) on the workers.
 
     App options follow the app, after `--`:
@@ -139,11 +142,27 @@ def run(ctx: click.Context, app: str | None, tasks_file: str | None, workers: st
                    "a man-in-the-middle could run your tasks", err=True)
     command_line = shlex.join(["parallel", *sys.argv[1:]])
     hosts_file = workers or ("hosts.yaml" if Path("hosts.yaml").exists() else None)
+    if serve_port:
+        _serve_in_background(rdir, serve_port)
     result = execute(hosts, tasks, rdir, name, opts, command_line=command_line,
                      progress=not quiet, app=mod, app_args=app_args, app_ctx=plan_ctx,
                      hosts_file=hosts_file, procs=procs)
     _print_result(result, rdir)
     sys.exit(result.exit_status)
+
+
+def _serve_in_background(rdir: Path, port: int) -> None:
+    """The web view in a thread of its own: it only reads the journal, never the scheduler."""
+    import threading
+
+    from head.web import make_server
+
+    try:
+        server = make_server(rdir, "127.0.0.1", port)
+    except OSError as e:
+        fail(f"--serve {port}: cannot listen ({e.strerror}); choose another port")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    click.echo(f"live view: http://127.0.0.1:{port}/", err=True)
 
 
 def verify_host_keys_ok(opts: Options) -> bool:
@@ -215,6 +234,29 @@ def status(run: str | None, as_json: bool, watch: bool) -> None:
         click.echo(json.dumps(s, indent=2, default=str))
     else:
         click.echo(render(s))
+
+
+@main.command()
+@click.argument("run", required=False)
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--bind", default="127.0.0.1", show_default=True,
+              help="Address to listen on; other interfaces only when asked for explicitly.")
+def serve(run: str | None, port: int, bind: str) -> None:
+    """A live, read-only web view of RUN [default: latest] at http://BIND:PORT/."""
+    from head.web import make_server
+
+    try:
+        rdir = find_run(run)
+        server = make_server(rdir, bind, port)
+    except USER_ERRORS as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"cannot listen on {bind}:{port} ({e.strerror}); choose another --port")
+    click.echo(f"serving {rdir} at http://{bind}:{port}/ (Ctrl-C to stop)", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
 
 
 register(main, fail, USER_ERRORS)

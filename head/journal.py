@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     weight REAL NOT NULL DEFAULT 1,
     outputs TEXT NOT NULL DEFAULT '[]',
     inputs TEXT NOT NULL DEFAULT '[]',
+    stream TEXT,
     timeout REAL,
     env TEXT NOT NULL DEFAULT '{}',
     state TEXT NOT NULL DEFAULT 'pending',   -- pending | running | done | failed
@@ -106,13 +107,14 @@ class Journal:
     def register(self, tasks: Iterable[Task]) -> None:
         """Record the run's tasks; tasks known from an earlier run keep their state."""
         rows = [(t.id, t.command, t.weight, json.dumps(list(t.outputs)), json.dumps(list(t.inputs)),
-                 t.timeout, json.dumps(dict(t.env))) for t in tasks]
+                 t.stream, t.timeout, json.dumps(dict(t.env))) for t in tasks]
         with self.db:
             self.db.executemany(
-                "INSERT INTO tasks (id, command, weight, outputs, inputs, timeout, env) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                "INSERT INTO tasks (id, command, weight, outputs, inputs, stream, timeout, env) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
                 "command=excluded.command, weight=excluded.weight, outputs=excluded.outputs, "
-                "inputs=excluded.inputs, timeout=excluded.timeout, env=excluded.env", rows)
+                "inputs=excluded.inputs, stream=excluded.stream, timeout=excluded.timeout, "
+                "env=excluded.env", rows)
         self._seq = dict(self.db.execute("SELECT id, seq FROM tasks"))
 
     def done_ids(self) -> set[str]:

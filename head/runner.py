@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import os
 import signal
 import sys
@@ -85,7 +86,9 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
                            failed=sched.failed, interrupted=sched.interrupted,
                            reason=sched.abort_reason)
         result.failures = failures(journal)
-        journal.set_meta(finished=time.time(), exit_status=result.exit_status)
+        journal.set_meta(finished=time.time(), exit_status=result.exit_status,
+                         head_maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                         streamed_bytes=sched.spools.bytes_in)
         if app is not None and result.exit_status == EXIT_OK and hasattr(app, "gather"):
             app.gather(app_args, app_ctx)
         return result

@@ -20,6 +20,7 @@ from gevent.event import Event
 from head.hosts import HostSpec, SSHTarget, resolve_ssh
 from head.journal import Journal
 from head.staging import Stager
+from head.streams import Spools
 from head.transport import Connection, HostDown, open_connection
 from tasks import Task
 
@@ -133,6 +134,7 @@ class Scheduler:
         self.retry_ready: list[str] = []
         self.delayed = 0
         self.copying = 0  # attempts whose outputs are being copied back
+        self.spools = Spools(self.run_dir)  # rows streamed by running attempts
         self.failures: dict[str, int] = {}
         self.failed_hosts: dict[str, set[str]] = {}
         self.attempt_no: dict[str, int] = {}
@@ -184,6 +186,7 @@ class Scheduler:
                     log.debug("closing %s: %s", h.label, e)
             if h.stager is not None:
                 h.stager.close()
+        self.spools.close()
 
     # ------------------------------------------------------------------ hosts
     def _host_loop(self, h: HostState) -> None:
@@ -315,6 +318,8 @@ class Scheduler:
             if h.draining and not h.running and h.conn is not None:
                 h.conn.close()
             self._dispatch()
+        elif kind == "rows":
+            self.spools.write(ev["key"], ev["data"])
         elif kind == "start":
             task_id, _, attempt = ev["key"].rpartition("#")
             self.journal.started(task_id, int(attempt), ev["t"])
@@ -361,6 +366,8 @@ class Scheduler:
         self._check_finished()
 
     def _end(self, h, r, outcome, state, ev=None, reason=None) -> None:
+        if r.task.stream:
+            self.spools.end(r.key, keep=outcome == "ok")
         self.journal.end_attempt(r.task, r.attempt, outcome, state, ev, reason)
 
     def _requeue(self, task_id: str, delay: float) -> None:
@@ -460,6 +467,9 @@ class Scheduler:
         msg = {"op": "run", "key": key, "cmd": task.command, "env": dict(task.env),
                "timeout": task.timeout or self.opts.timeout, "out": out, "err": err,
                "outputs": list(task.outputs)}
+        if task.stream:
+            self.spools.start(key, task.stream)
+            msg["emit"] = True
         if h.stager is None:
             msg["cwd"] = h.spec.workdir or None
             h.conn.send(msg)

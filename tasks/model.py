@@ -24,7 +24,9 @@ class Task:
     what already finished.  ``outputs`` are paths (absolute, or relative to the task's working
     directory) that the task writes atomically; the head copies them back from workers that
     do not share its filesystem.  ``inputs`` are files the task reads that a worker without
-    the head's filesystem must be sent first (copied once per host and run).  ``weight`` orders dispatch (heaviest first) and is what the
+    the head's filesystem must be sent first (copied once per host and run).  ``stream``, when
+    set, is where the rows the task sends with :mod:`tasks.emit` are kept (a path relative to
+    the run directory), written by the head only if the attempt succeeds.  ``weight`` orders dispatch (heaviest first) and is what the
     planner balanced; it has no unit beyond "comparable within one run".
     """
 
@@ -33,6 +35,7 @@ class Task:
     weight: float = 1.0
     outputs: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ()
+    stream: str | None = None  # rows sent with tasks.emit land here (relative to the run dir)
     timeout: float | None = None
     env: tuple[tuple[str, str], ...] = field(default=())
 
@@ -43,6 +46,7 @@ class Task:
             "weight": self.weight,
             "outputs": list(self.outputs),
             "inputs": list(self.inputs),
+            "stream": self.stream,
             "timeout": self.timeout,
             "env": dict(self.env),
         }
@@ -55,6 +59,7 @@ class Task:
             weight=float(d.get("weight", 1.0)),
             outputs=tuple(d.get("outputs", ())),
             inputs=tuple(d.get("inputs", ())),
+            stream=d.get("stream"),
             timeout=d.get("timeout"),
             env=tuple(sorted((d.get("env") or {}).items())),
         )

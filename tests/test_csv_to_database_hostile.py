@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import test_csv_to_database_common as common
 from test_csv_to_database_common import (
     HEADER,
@@ -164,3 +165,24 @@ def test_backslashes_in_a_plain_file_are_literal(db, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert db.query("SELECT objectId, ncand, ssnamenr FROM objects ORDER BY objectId") == [
         ("Z1", 1, "a\\b"), ("Z2", 2, "\\N"), ("Z3", None, "\\\\"), ("Z4", 4, None)]
+
+
+def test_non_strict_server_warnings_are_errors(db, tmp_path):
+    """With sql_mode '' (old MySQL default) bad values are only warnings: still refused."""
+    if db.kind != "mysql":
+        pytest.skip("SQLite has no sql_mode; the other tests cover its checks")
+    d = _with_good(tmp_path)
+    (d / "warn.csv").write_text(",".join(HEADER) + "\nZ1,1,1,1,1,a\nZ2,2,12abc,2,2,b\n")
+    write_csv(d / "long.csv", [["Z3", 1, 1, 1, 1, "y" * 300]])
+    with db.server.root() as conn, conn.cursor() as cur:
+        cur.execute("SELECT @@GLOBAL.sql_mode")
+        mode = cur.fetchone()[0]
+        cur.execute("SET GLOBAL sql_mode = ''")
+    try:
+        proc = load(db, d, schema=schema_file(tmp_path))
+    finally:
+        with db.server.root() as conn, conn.cursor() as cur:
+            cur.execute("SET GLOBAL sql_mode = %s", (mode,))
+    assert proc.returncode == 1
+    assert "warn.csv:3" in proc.stderr and "long.csv:2" in proc.stderr
+    assert db.scalar("SELECT COUNT(*) FROM objects") == 2

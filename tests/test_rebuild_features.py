@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 
 import numpy as np
 import pytest
 from reference_features import reference_features, rows_of
 
+from apps.rebuild_objects import shard
 from apps.rebuild_objects.features import COLUMNS, compute_features
 from apps.rebuild_objects.galactic import radec_to_galactic
-from apps.rebuild_objects.htm import htm_id
+from apps.rebuild_objects.htm import htm_id, htm_id_reference
 from apps.rebuild_objects.sources import open_source
 from apps.rebuild_objects.sources.base import from_frame
 
@@ -194,3 +197,33 @@ def test_htm16_against_lsst_sphgeom():
     want = [pix.index(sphgeom.UnitVector3d(sphgeom.LonLat.fromDegrees(a, d)))
             for a, d in zip(ra, dec, strict=True)]
     assert htm_id(ra, dec, 16).tolist() == want
+
+
+def test_htm16_fast_path_is_the_reference_bit_for_bit():
+    rng = np.random.default_rng(7)
+    n = 60_000
+    ra = rng.uniform(0, 360, n)
+    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+    # Points on octant planes, poles and trixel edges/corners of many levels, rounded positions.
+    k = rng.integers(1, 17, 20_000)
+    edge_ra = rng.integers(0, 2**17, 20_000) * 360.0 / 2.0**k % 360
+    edge_dec = rng.integers(-2**15, 2**15, 20_000) * 90.0 / 2.0**k % 90
+    ra = np.concatenate([ra, edge_ra, np.repeat([0.0, 45.0, 90.0, 180.0, 270.0, 360.0], 40),
+                         np.round(rng.uniform(0, 360, 5000), 3), [np.nan, 1.0]])
+    dec = np.concatenate([dec, edge_dec, np.tile(np.linspace(-90, 90, 40), 6),
+                          np.round(rng.uniform(-90, 90, 5000), 2), [1.0, np.nan]])
+    np.testing.assert_array_equal(htm_id(ra, dec), htm_id_reference(ra, dec))
+
+
+def test_shard_text_is_the_same_without_orjson(monkeypatch):
+    det = open_source("synthetic:3000").read_index_range(0, 3000)
+    _, f = compute_features(det)
+    f["dmdt_g"][:4] = [3.2e-05, 1e16, -1.5e-7, np.inf]  # formats where repr and orjson differ
+    f["ssnamenr"][5] = 'a, "b"'  # needs CSV quoting: the per-value path for its chunk
+    fast = shard.shard_bytes(f)
+    monkeypatch.setattr(shard, "orjson", None)
+    assert shard.shard_bytes(f) == fast
+    col = [c for c, _ in COLUMNS].index("dmdt_g")
+    rows = list(csv.reader(io.StringIO(fast.decode())))
+    assert [r[col] for r in rows[1:5]] == ["0.000032", "1e16", "-1.5e-7", ""]
+    assert rows[6][[c for c, _ in COLUMNS].index("ssnamenr")] == 'a, "b"'

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vary", type=float, default=0.0,
                    help="spread durations: task i runs seconds x (1 + vary x f_i), f_i in "
                         "[-1, 1] (a fixed pattern), with weight = its duration; 0 = all equal")
+    p.add_argument("--emit-rows", type=int, default=0,
+                   help="each task streams this many rows to the head (stream/busy-<i>.csv)")
     return p
 
 
@@ -58,11 +60,16 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
             out = ctx.run_dir / "out" / f"busy-{i:05d}.txt"
             argv += ["--output", str(out)]
             outputs = (str(out),)
-        if args.mode == "sleep" and not args.mem_mb:
+        stream = None
+        if args.emit_rows:
+            argv += ["--emit-rows", str(args.emit_rows)]
+            stream = f"stream/busy-{i:05d}.csv"
+        if args.mode == "sleep" and not args.mem_mb and not args.emit_rows:
             command = shell_sleep(i, seconds, outputs, fail="--fail" in argv)
         else:
             command = python_command("apps.busy.task", argv)
-        tasks.append(Task(id=f"busy-{i:05d}", command=command, weight=seconds, outputs=outputs))
+        tasks.append(Task(id=f"busy-{i:05d}", command=command, weight=seconds, outputs=outputs,
+                          stream=stream))
     return tasks
 
 

@@ -8,6 +8,7 @@ import socket
 import sys
 import time
 
+from tasks.emit import emitter
 from tasks.outputs import atomic_write
 
 
@@ -19,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fail", action="store_true")
     p.add_argument("--output")
     p.add_argument("--mem-mb", type=int, default=0)
+    p.add_argument("--emit-rows", type=int, default=0)
     a = p.parse_args(argv)
     # Touch every page so the memory is resident (counted in the task's peak RSS).
     held = bytearray(a.mem_mb << 20)
@@ -36,12 +38,25 @@ def main(argv: list[str] | None = None) -> int:
     if a.output:
         with atomic_write(a.output) as f:
             f.write(f"busy {a.index} {a.seconds} {a.mode}\n")
+    if a.emit_rows:
+        stream_rows(a.index, a.emit_rows)
     del held
     print(f"busy task {a.index} done on {socket.gethostname()} pid {os.getpid()}")
     if a.fail:
         print(f"busy task {a.index}: failing on purpose (--fail-every)", file=sys.stderr)
         return 1
     return 0
+
+
+def stream_rows(index: int, n: int, batch: int = 10_000) -> None:
+    """Send ``n`` rows ``index,k,k*k`` to the head, in batches (a streaming load)."""
+    e = emitter()
+    if e is None:
+        raise SystemExit("--emit-rows needs a stream: run through `parallel run apps/busy`")
+    e.lines("task,k,k2\n")
+    for start in range(0, n, batch):
+        e.lines("".join(f"{index},{k},{k * k}\n" for k in range(start, min(n, start + batch))))
+    e.close()
 
 
 if __name__ == "__main__":

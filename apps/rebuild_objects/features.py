@@ -71,17 +71,21 @@ def sort_and_window(det: Detections, window_days: float = 0.0):
     n_obj = len(det.ids)
     obj = np.repeat(np.arange(n_obj, dtype=np.int64), det.counts)
     jd = det.cols["jd"]
-    if det.candid is not None:
-        order = np.lexsort((det.candid, jd, obj))
-    elif obj.size > 1 and np.any((np.diff(jd) < 0) & (obj[1:] == obj[:-1])):
-        order = np.lexsort((jd, obj))  # stable: keeps the source's candid order on ties
-    else:
-        order = None
     cols = dict(det.cols)
     ss = det.ssnamenr
-    if order is not None:
-        cols = {k: v[order] for k, v in cols.items()}
-        ss = ss[order]
+    if np.isnan(jd).any():  # rare: NaN sorts last; the whole-block rule, as always
+        rows = np.arange(obj.size) if det.candid is not None or (
+            obj.size > 1 and np.any((np.diff(jd) < 0) & (obj[1:] == obj[:-1]))) else None
+    else:
+        rows = _unsorted_rows(obj, jd, det.candid)
+    if rows is not None:
+        # Only the objects with a row out of (jd, candid) order are sorted: objects are
+        # contiguous, so sorting their rows in place equals the lexsort of the whole block.
+        keys = (jd[rows], obj[rows]) if det.candid is None else \
+            (det.candid[rows], jd[rows], obj[rows])
+        src = rows[np.lexsort(keys)]  # stable: keeps the source's order on full ties
+        cols = {k: _move(v, rows, src) for k, v in cols.items()}
+        ss = _move(ss, rows, src)
     counts = det.counts
     if window_days and window_days > 0 and obj.size:
         # Rows are sorted by jd within the object: its last row holds the latest jd.
@@ -94,6 +98,30 @@ def sort_and_window(det: Detections, window_days: float = 0.0):
     present = counts > 0
     renumber = np.cumsum(present) - 1
     return det.ids[present], renumber[obj], cols, ss
+
+
+def _unsorted_rows(obj: np.ndarray, jd: np.ndarray, candid: np.ndarray | None):
+    """Row indices of the objects whose rows are not in (jd, candid) order; None if all are."""
+    if obj.size < 2:
+        return None
+    same = obj[1:] == obj[:-1]
+    with np.errstate(invalid="ignore"):
+        down = jd[1:] < jd[:-1]
+        if candid is not None:
+            down |= (jd[1:] == jd[:-1]) & (candid[1:] < candid[:-1])
+    down &= same
+    if not down.any():
+        return None
+    bad = np.zeros(int(obj[-1]) + 1, dtype=bool)
+    bad[obj[1:][down]] = True
+    return np.flatnonzero(bad[obj])
+
+
+def _move(values: np.ndarray, rows: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """A copy of values with values[rows] replaced by values[src]."""
+    out = values.copy()
+    out[rows] = values[src]
+    return out
 
 
 def _last_index(mask: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -127,9 +155,16 @@ def _last_k(mask: np.ndarray, obj: np.ndarray, n_obj: int, k: int) -> list[np.nd
     return out
 
 
-def _seg_mean(values: np.ndarray, mask: np.ndarray, obj: np.ndarray, n_obj: int) -> np.ndarray:
-    n = np.bincount(obj[mask], minlength=n_obj)
-    s = np.bincount(obj[mask], weights=values[mask], minlength=n_obj)
+def _seg_mean(values: np.ndarray, mask: np.ndarray | None, obj: np.ndarray, n_obj: int,
+              counts: np.ndarray | None = None) -> np.ndarray:
+    """Per-object mean of values[mask] (mask None: all rows, whose per-object counts are given);
+    sums run in row order (bincount), NaN where an object has no row."""
+    if mask is None:
+        n = counts
+        s = np.bincount(obj, weights=values, minlength=n_obj)
+    else:
+        n = np.bincount(obj[mask], minlength=n_obj)
+        s = np.bincount(obj[mask], weights=values[mask], minlength=n_obj)
     return np.divide(s, n, out=np.full(n_obj, np.nan), where=n > 0)
 
 
@@ -218,13 +253,12 @@ def compute_features(det: Detections, window_days: float = 0.0) -> tuple[np.ndar
 
     ra0 = c["ra"][starts] if n_obj else np.empty(0)
     dra = (c["ra"] - ra0[obj] + 180.0) % 360.0 - 180.0
-    all_rows = np.ones(jd.size, dtype=bool)
-    mean_dra = _seg_mean(dra, all_rows, obj, n_obj)
+    mean_dra = _seg_mean(dra, None, obj, n_obj, counts)
     f["ramean"] = (ra0 + mean_dra) % 360.0
-    f["rastd"] = 3600.0 * np.sqrt(_seg_mean((dra - mean_dra[obj]) ** 2, all_rows, obj, n_obj))
-    f["decmean"] = _seg_mean(c["dec"], all_rows, obj, n_obj)
+    f["rastd"] = 3600.0 * np.sqrt(_seg_mean((dra - mean_dra[obj]) ** 2, None, obj, n_obj, counts))
+    f["decmean"] = _seg_mean(c["dec"], None, obj, n_obj, counts)
     f["decstd"] = 3600.0 * np.sqrt(
-        _seg_mean((c["dec"] - f["decmean"][obj]) ** 2, all_rows, obj, n_obj))
+        _seg_mean((c["dec"] - f["decmean"][obj]) ** 2, None, obj, n_obj, counts))
     f["glonmean"], f["glatmean"] = radec_to_galactic(f["ramean"], f["decmean"])
     f["htm16"] = htm_id(f["ramean"], f["decmean"], HTM_LEVEL)
 

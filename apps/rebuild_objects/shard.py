@@ -113,14 +113,28 @@ def _plain_strings(cols: list[np.ndarray]) -> bool:
     return not texts or _PLAIN.fullmatch("a".join(texts)) is not None
 
 
+_CLOSE_TO_NEWLINE = bytes.maketrans(b"]", b"\n")
+
+
 def _fast_rows(cols: list[np.ndarray]) -> bytes:
-    """One orjson call for the chunk: [["id",1,2.5,null,...],...] -> CSV lines."""
-    lists = [v.tolist() for v in cols]  # orjson writes NaN and inf as null, like the arrays
+    """One orjson call for the chunk: [["id",1,2.5,"",...],...] -> CSV lines.
+
+    Missing values (NaN, inf, None) go in as "" so that, once the quotes are deleted, they are
+    empty fields; deleting '"' and '[' and turning ']' into a newline leaves rows joined by
+    "\n," (from "],["), fixed by one replace.
+    """
+    lists = []
+    for (_, kind), v in zip(COLUMNS, cols, strict=True):
+        vals = v.tolist()
+        if kind == "f":
+            for i in np.flatnonzero(~np.isfinite(v)).tolist():
+                vals[i] = ""
+        elif kind == "s":
+            vals = ["" if s is None else s for s in vals]
+        lists.append(vals)
     text = orjson.dumps(list(zip(*lists, strict=True)))
-    # Replace JSON null (never inside a string: strings are still quoted here; the first
-    # column, objectId, is never null), then drop the quotes and the brackets.
-    text = text.replace(b",null", b",").replace(b'"', b"")
-    return text[2:-2].replace(b"],[", b"\n") + b"\n"
+    text = text.translate(_CLOSE_TO_NEWLINE, b'"[').replace(b"\n,", b"\n")
+    return text[:-1]  # the outer "]" left one newline too many
 
 
 def shard_bytes(features: dict[str, np.ndarray]) -> bytes:

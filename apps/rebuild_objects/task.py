@@ -53,6 +53,19 @@ def run(source: str, output: str | Path, first: str | None = None, last: str | N
             "read_s": t1 - t0, "features_s": t2 - t1, "write_s": t3 - t2, "total_s": t3 - t0}
 
 
+def peak_mb() -> float:
+    """This process's peak resident memory, MB.  Linux: VmHWM of /proc/self/status (ru_maxrss
+    carries a forking parent's peak over into the child, even across exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
@@ -60,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"rebuild_objects: {e}", file=sys.stderr)
         return 2
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_mb()
     print(f"rebuild_objects: {r['rows']} rows ({r['objects']} objects, {r['detections']} "
           f"detections) -> {a.output} in {r['total_s']:.2f} s (read {r['read_s']:.2f}, "
-          f"features {r['features_s']:.2f}, write {r['write_s']:.2f}); peak {peak_mb:.0f} MB")
+          f"features {r['features_s']:.2f}, write {r['write_s']:.2f}); peak {peak:.0f} MB")
     return 0
 
 
