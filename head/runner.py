@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import resource
 import os
+import resource
 import signal
 import sys
 import time
