@@ -76,6 +76,11 @@ def main(verbose: int) -> None:
 @click.option("--no-host-key-check", is_flag=True,
               help="Do not verify worker host keys (insecure; prints a warning).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@click.option("--stream-to", help="Load streamed rows into this database as they arrive "
+              "(a csv_to_database URL: sqlite:///x.db or mysql://user@host/db).")
+@click.option("--stream-table", help="Table for --stream-to.")
+@click.option("--stream-create", is_flag=True,
+              help="Create --stream-table from the app's schema if it does not exist.")
 @click.option("--serve", "serve_port", type=int,
               help="Also serve the live web view on 127.0.0.1:PORT while the run goes on.")
 @click.option("--help", "-h", "show_help", is_flag=True, help="Show this message (and the app's).")
@@ -83,7 +88,8 @@ def main(verbose: int) -> None:
 def run(ctx: click.Context, app: str | None, tasks_file: str | None, workers: str | None,
         procs: int | None, retries: int, retry_delay: float, timeout: float | None, halt: str,
         name: str | None, run_dir: str | None, heartbeat_timeout: float, memfree: str | None,
-        ssh_config: str | None, no_host_key_check: bool, quiet: bool, serve_port: int | None,
+        ssh_config: str | None, no_host_key_check: bool, quiet: bool, stream_to: str | None,
+        stream_table: str | None, stream_create: bool, serve_port: int | None,
         show_help: bool) -> None:
     """Run an app (apps/<name>) or a task list (--tasks FILE) on the workers.
 
@@ -142,13 +148,29 @@ def run(ctx: click.Context, app: str | None, tasks_file: str | None, workers: st
                    "a man-in-the-middle could run your tasks", err=True)
     command_line = shlex.join(["parallel", *sys.argv[1:]])
     hosts_file = workers or ("hosts.yaml" if Path("hosts.yaml").exists() else None)
+    loader = _stream_loader(stream_to, stream_table, stream_create)
     if serve_port:
         _serve_in_background(rdir, serve_port)
     result = execute(hosts, tasks, rdir, name, opts, command_line=command_line,
                      progress=not quiet, app=mod, app_args=app_args, app_ctx=plan_ctx,
-                     hosts_file=hosts_file, procs=procs)
+                     hosts_file=hosts_file, procs=procs, stream_loader=loader)
     _print_result(result, rdir)
     sys.exit(result.exit_status)
+
+
+def _stream_loader(url: str | None, table: str | None, create: bool):
+    if not url and not table:
+        return None
+    if not (url and table):
+        fail("--stream-to and --stream-table go together: give both")
+    from csv_to_database import LoadError
+
+    from head.streams import StreamLoader
+
+    try:
+        return StreamLoader(url, table, create)
+    except LoadError as e:
+        fail(f"--stream-to: {e}")
 
 
 def _serve_in_background(rdir: Path, port: int) -> None:

@@ -47,7 +47,7 @@ class RunResult:
 def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, opts: Options,
             command_line: str = "", progress: bool = True, app: ModuleType | None = None,
             app_args=None, app_ctx=None, hosts_file: str | None = None,
-            procs: int | None = None) -> RunResult:
+            procs: int | None = None, stream_loader=None) -> RunResult:
     """Run ``tasks`` (skipping those an earlier run finished) and return the outcome.
 
     ``hosts_file`` (with the ``--procs`` override) is watched during the run: workers added
@@ -74,6 +74,8 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
                   file=sys.stderr)
         bar = Progress(len(tasks), skipped, enabled=progress)
         sched = Scheduler(hosts, todo, journal, opts, name, on_change=bar.update)
+        if stream_loader is not None:
+            sched.spools.on_commit = stream_loader.submit
         stop = _install_signal_handlers(sched)
         watcher = HostWatcher(sched, run_dir, hosts_file, procs).start()
         try:
@@ -86,6 +88,13 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
                            failed=sched.failed, interrupted=sched.interrupted,
                            reason=sched.abort_reason)
         result.failures = failures(journal)
+        if stream_loader is not None:
+            # Also what an earlier, interrupted run committed but had not loaded yet.
+            committed = [run_dir / t.stream for t in tasks
+                         if t.stream and (run_dir / t.stream).exists()]
+            stream_loader.finish(committed)
+            if stream_loader.errors:
+                result.reason = "loading streamed rows failed: " + stream_loader.errors[0]
         journal.set_meta(finished=time.time(), exit_status=result.exit_status,
                          head_maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                          streamed_bytes=sched.spools.bytes_in)

@@ -47,3 +47,25 @@ def test_streaming_over_ssh_equals_local(sshbed, tmp_path):
     assert local["busy-00005.csv"] == expected_rows(5, 20000)
     # Nothing was written on the worker's side: the rows only crossed the channel.
     assert not list((tmp_path / "worker-home").rglob("*.csv"))
+
+
+def test_streamed_rows_straight_into_a_database_exactly_once(tmp_path):
+    db = tmp_path / "rows.db"
+    args = ["run", "apps/busy", "--procs", "2", "-q", "--stream-to", f"sqlite:///{db}",
+            "--stream-table", "busy_rows", "--stream-create", "--", "--count", "5", "--seconds",
+            "0", "--emit-rows", "3000", "--fail-every", "5"]
+    p = parallel(*args, cwd=tmp_path)
+    assert p.returncode == 1  # task 4 failed: its rows are not in the table
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*), COUNT(DISTINCT task) FROM busy_rows").fetchone() == (
+        12000, 4)
+    assert con.execute("SELECT MAX(task) FROM busy_rows").fetchone()[0] == 3
+    con.close()
+    p = parallel(*args, cwd=tmp_path)  # resumed: the loaded files are not loaded twice
+    assert p.returncode == 1
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*) FROM busy_rows").fetchone()[0] == 12000
+    assert con.execute("SELECT SUM(k2) FROM busy_rows WHERE task = 2").fetchone()[0] == sum(
+        k * k for k in range(3000))
