@@ -164,7 +164,6 @@ def _stream_loader(url: str | None, table: str | None, create: bool):
     if not (url and table):
         fail("--stream-to and --stream-table go together: give both")
     from csv_to_database import LoadError
-
     from head.streams import StreamLoader
 
     try:
