@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "[-1, 1] (a fixed pattern), with weight = its duration; 0 = all equal")
     p.add_argument("--emit-rows", type=int, default=0,
                    help="each task streams this many rows to the head (stream/busy-<i>.csv)")
+    p.add_argument("--emit-to-file", action="store_true",
+                   help="with --emit-rows: write the rows to a declared output file instead "
+                        "(copied back from workers without a shared filesystem), for comparison")
     return p
 
 
@@ -63,7 +66,12 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
         stream = None
         if args.emit_rows:
             argv += ["--emit-rows", str(args.emit_rows)]
-            stream = f"stream/busy-{i:05d}.csv"
+            if args.emit_to_file:
+                out = ctx.run_dir / "stream" / f"busy-{i:05d}.csv"
+                argv += ["--emit-file", str(out)]
+                outputs += (str(out),)
+            else:
+                stream = f"stream/busy-{i:05d}.csv"
         if args.mode == "sleep" and not args.mem_mb and not args.emit_rows:
             command = shell_sleep(i, seconds, outputs, fail="--fail" in argv)
         else:

@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output")
     p.add_argument("--mem-mb", type=int, default=0)
     p.add_argument("--emit-rows", type=int, default=0)
+    p.add_argument("--emit-file")
     a = p.parse_args(argv)
     # Touch every page so the memory is resident (counted in the task's peak RSS).
     held = bytearray(a.mem_mb << 20)
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         with atomic_write(a.output) as f:
             f.write(f"busy {a.index} {a.seconds} {a.mode}\n")
     if a.emit_rows:
-        stream_rows(a.index, a.emit_rows)
+        stream_rows(a.index, a.emit_rows, a.emit_file)
     del held
     print(f"busy task {a.index} done on {socket.gethostname()} pid {os.getpid()}")
     if a.fail:
@@ -48,8 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def stream_rows(index: int, n: int, batch: int = 10_000) -> None:
-    """Send ``n`` rows ``index,k,k*k`` to the head, in batches (a streaming load)."""
+def stream_rows(index: int, n: int, to_file: str | None = None, batch: int = 10_000) -> None:
+    """Send ``n`` rows ``index,k,k*k`` to the head in batches, or write them to ``to_file``."""
+    if to_file:
+        with atomic_write(to_file) as f:
+            f.write("task,k,k2\n")
+            for start in range(0, n, batch):
+                f.write("".join(f"{index},{k},{k * k}\n"
+                                for k in range(start, min(n, start + batch))))
+        return
     e = emitter()
     if e is None:
         raise SystemExit("--emit-rows needs a stream: run through `parallel run apps/busy`")
