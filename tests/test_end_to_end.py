@@ -40,6 +40,13 @@ def test_rebuild_objects_distributed_equals_local_and_loads(sshbed, tmp_path):
     assert p.returncode == 0, p.stderr
     assert shards(tmp_path / "runs" / "copied") == ref
 
+    # Streamed over the channel instead of written on the worker: the same shards.
+    p = parallel("run", "apps/rebuild_objects", "--workers", own, "--ssh-config",
+                 sshbed.ssh_config, "--name", "streamed", "-q", *REBUILD, "--stream",
+                 cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert shards(tmp_path / "runs" / "streamed") == ref
+
     db = tmp_path / "lasair.db"
     load = subprocess.run(
         [sys.executable, "-m", "csv_to_database.cli", str(tmp_path / "runs" / "ssh" / "shards"),

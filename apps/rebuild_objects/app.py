@@ -15,8 +15,9 @@ from tasks.weights import split_by_weight, target_block_weight
 
 # Detections per second of one process, end to end (read + features + shard), measured by
 # benchmarks/rebuild_objects.py on the SQLite source (see benchmarks/rebuild_objects.md):
-# 1.28M detections of 128,000 objects in 9.4 s (~136,000/s).  Only sizes tasks and estimates.
-DETECTIONS_PER_SECOND = 130_000.0
+# 1.28M detections of 128,000 objects in 5.7-7.0 s (~185,000-225,000/s) on a loaded 2-core
+# machine; the lower end is used.  Only sizes tasks and estimates.
+DETECTIONS_PER_SECOND = 185_000.0
 MIN_TASK_SECONDS = 2.0  # below this, interpreter start-up and the DB connection dominate
 MAX_TASK_SECONDS = 300.0  # a straggler or a retry costs at most this much
 SAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -44,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detections per second of one process, for sizing tasks "
                         f"(default {DETECTIONS_PER_SECOND:g}, measured by "
                         "benchmarks/rebuild_objects.py)")
+    p.add_argument("--stream", action="store_true",
+                   help="send each shard's rows to the head over the runner's channel instead "
+                        "of writing the file on the worker (same shard, no shared filesystem "
+                        "or copy-back needed)")
     return p
 
 
@@ -88,8 +93,8 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
         first, last = str(ids[block[0]]), str(ids[block[-1]])
         tid = _task_id(first, last, tag)
         out = shards / f"{tid}.csv"
-        argv = ["--source", args.source, "--window-days", repr(args.window_days),
-                "--output", str(out)]
+        argv = ["--source", args.source, "--window-days", repr(args.window_days)]
+        argv += ["--stream"] if args.stream else ["--output", str(out)]
         inputs: tuple[str, ...] = ()
         if ranges:
             argv += ["--first", first, "--last", last]
@@ -101,7 +106,9 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
             inputs = (str(block_file),)  # sent to workers without the head's filesystem
         w = float(weights[block].sum())
         tasks.append(Task(id=tid, command=python_command("apps.rebuild_objects.task", argv),
-                          weight=w, outputs=(str(out),), inputs=inputs,
+                          weight=w, inputs=inputs,
+                          outputs=() if args.stream else (str(out),),
+                          stream=f"shards/{tid}.csv" if args.stream else None,
                           timeout=max(60.0, 10.0 * w / args.rate)))
     return tasks
 

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 from apps.rebuild_objects.features import compute_features
-from apps.rebuild_objects.shard import write_shard
+from apps.rebuild_objects.shard import shard_bytes, write_shard
 from apps.rebuild_objects.sources import open_source
+from tasks.emit import emitter
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,13 +26,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--last", help="last objectId of the block (inclusive)")
     p.add_argument("--objects-file", help="file with the block's objectIds, one a line")
     p.add_argument("--window-days", type=float, default=0.0)
-    p.add_argument("--output", required=True, help="CSV shard to write")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--output", help="CSV shard to write")
+    out.add_argument("--stream", action="store_true",
+                     help="send the shard's rows to the head (tasks.emit) instead")
     return p
 
 
-def run(source: str, output: str | Path, first: str | None = None, last: str | None = None,
+def run(source: str, output: str | Path | None, first: str | None = None, last: str | None = None,
         objects_file: str | None = None, window_days: float = 0.0) -> dict:
-    """Read the block, compute its features, write the shard; returns counts and timings."""
+    """Read the block, compute its features, write the shard; returns counts and timings.
+
+    ``output`` None streams the shard to the head (``tasks.emit``) instead of a file.
+    """
     t0 = time.perf_counter()
     src = open_source(source)
     try:
@@ -47,10 +54,23 @@ def run(source: str, output: str | Path, first: str | None = None, last: str | N
     t1 = time.perf_counter()
     ids, feats = compute_features(det, window_days)
     t2 = time.perf_counter()
-    rows = write_shard(output, feats)
+    if output is None:
+        rows = stream_shard(feats)
+    else:
+        rows = write_shard(output, feats)
     t3 = time.perf_counter()
     return {"objects": len(det.ids), "rows": rows, "detections": det.n_rows,
             "read_s": t1 - t0, "features_s": t2 - t1, "write_s": t3 - t2, "total_s": t3 - t0}
+
+
+def stream_shard(feats: dict) -> int:
+    """Send exactly the bytes ``write_shard`` would write, through the head's stream."""
+    e = emitter()
+    if e is None:
+        raise ValueError("--stream needs the runner's stream: run through `parallel run`")
+    e.lines(shard_bytes(feats).decode())
+    e.close()
+    return len(feats["objectId"])
 
 
 def peak_mb() -> float:
@@ -69,13 +89,14 @@ def peak_mb() -> float:
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
-        r = run(a.source, a.output, a.first, a.last, a.objects_file, a.window_days)
+        r = run(a.source, None if a.stream else a.output, a.first, a.last, a.objects_file,
+                a.window_days)
     except (ValueError, FileNotFoundError) as e:
         print(f"rebuild_objects: {e}", file=sys.stderr)
         return 2
     peak = peak_mb()
     print(f"rebuild_objects: {r['rows']} rows ({r['objects']} objects, {r['detections']} "
-          f"detections) -> {a.output} in {r['total_s']:.2f} s (read {r['read_s']:.2f}, "
+          f"detections) -> {a.output or 'stream'} in {r['total_s']:.2f} s (read {r['read_s']:.2f}, "
           f"features {r['features_s']:.2f}, write {r['write_s']:.2f}); peak {peak:.0f} MB")
     return 0
 
