@@ -312,6 +312,9 @@ class Scheduler:
                 h.free.append(r.slot)
                 h.free.sort()
             if h.stager is not None:
+                # Counted now, not when the greenlet starts: until it has run, nothing else
+                # may conclude that the run is over.
+                self.copying += 1
                 gevent.spawn(self._copy_back_then_finish, h, r, ev)
             else:
                 self._finish(h, r, ev)
@@ -330,7 +333,6 @@ class Scheduler:
                 self._dispatch()  # memory may have come back
 
     def _copy_back_then_finish(self, h: HostState, r: Running, ev: dict) -> None:
-        self.copying += 1
         reason = None
         try:
             h.stager.fetch(r.task, self._log_paths(r.task, r.attempt), ev)

@@ -175,3 +175,37 @@ def test_schema_sql_is_a_single_create_table(tmp_path):
     proc = run_cli(tmp_path / "s", "--db", f"sqlite:///{tmp_path}/x.db", "--table", "objects",
                    "--schema", bad)
     _usage_error(proc, "more than one statement")
+
+
+def test_progress_bar_on_a_terminal(tmp_path):
+    """On a terminal, progress is a tqdm bar in bytes (plain lines are for logs)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    for k in range(3):
+        write_csv(tmp_path / "s" / f"{k}.csv", object_rows(k * 10, 10))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24x100
+    proc = subprocess.Popen(
+        cli_argv(tmp_path / "s", "--db", f"sqlite:///{tmp_path}/x.db", "--table", "objects",
+                 "--create", "--schema", schema_file(tmp_path)),
+        env=cli_env(), stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    out, _ = proc.communicate(timeout=60)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    tty_text = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0
+    assert "100%" in tty_text and "loading" in tty_text and "shards," not in tty_text
+    assert b"3 loaded (30 rows)" in out
