@@ -111,12 +111,16 @@ class MySQLLoader:
                         source = self._source(shard, progress)
                     return self._load_once(shard, source[0])
                 except (pymysql.err.OperationalError, pymysql.err.InterfaceError,
-                        pymysql.err.InternalError, OSError) as e:
+                        pymysql.err.InternalError, ConnectionError, TimeoutError) as e:
                     code = error_code(e)
-                    retryable = code in RETRY_CODES or isinstance(
-                        e, (pymysql.err.InterfaceError, OSError))
-                    if not retryable or attempt + 1 == ATTEMPTS:
+                    retryable = code in RETRY_CODES or not isinstance(
+                        e, (pymysql.err.OperationalError, pymysql.err.InternalError))
+                    if not retryable:
                         raise self._refused(shard, e) from None
+                    if attempt + 1 == ATTEMPTS:
+                        text = self.creds.password.scrub(str(e))
+                        raise ShardError(shard.path, None, f"database unavailable: {text}",
+                                         "nothing of this shard was committed; rerun") from None
                     if code in NODE_DOWN_CODES or not isinstance(e, pymysql.err.OperationalError):
                         self.host += 1  # this node is gone: fail over to the next one
                     self.close()

@@ -96,13 +96,26 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
             if stream_loader.errors:
                 result.reason = "loading streamed rows failed: " + stream_loader.errors[0]
         journal.set_meta(finished=time.time(), exit_status=result.exit_status,
-                         head_maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                         head_maxrss_kb=_peak_rss_kb(),
                          streamed_bytes=sched.spools.bytes_in)
         if app is not None and result.exit_status == EXIT_OK and hasattr(app, "gather"):
             app.gather(app_args, app_ctx)
         return result
     finally:
         journal.close()
+
+
+def _peak_rss_kb() -> int:
+    """This process's own peak RSS: VmHWM on Linux (ru_maxrss would carry over the peak of a
+    parent that forked us, e.g. a big test runner), ru_maxrss elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _install_signal_handlers(sched: Scheduler):
