@@ -124,10 +124,25 @@ def _move(values: np.ndarray, rows: np.ndarray, src: np.ndarray) -> np.ndarray:
     return out
 
 
-def _last_index(mask: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """Per object, the row index of the last row where ``mask`` is true, -1 if none."""
-    idx = np.where(mask, np.arange(mask.size), -1)
-    return np.maximum.reduceat(idx, starts) if starts.size else np.empty(0, dtype=np.int64)
+def _last_of_runs(keys: np.ndarray) -> np.ndarray:
+    """Mask of the last element of each run of equal values in ``keys``."""
+    last = np.empty(keys.size, dtype=bool)
+    if keys.size:
+        np.not_equal(keys[1:], keys[:-1], out=last[:-1])
+        last[-1] = True
+    return last
+
+
+def _last_index(mask: np.ndarray, obj: np.ndarray, n_obj: int) -> np.ndarray:
+    """Per object, the row index of the last row where ``mask`` is true, -1 if none.
+
+    Rows are grouped by object: the last masked row of each object is the last of its run."""
+    rows = np.flatnonzero(mask)
+    o = obj[rows]
+    last = _last_of_runs(o)
+    out = np.full(n_obj, -1, dtype=np.int64)
+    out[o[last]] = rows[last]
+    return out
 
 
 def _take(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -138,72 +153,57 @@ def _take(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
-def _last_k(mask: np.ndarray, obj: np.ndarray, n_obj: int, k: int) -> list[np.ndarray]:
-    """Per object, row indices of the last, second-last, ... k-th last masked rows (-1: none)."""
-    rows = np.flatnonzero(mask)
-    o = obj[rows]
-    total = np.bincount(o, minlength=n_obj)
-    # Rank from the end among the object's masked rows: 1 = last.
-    before = np.cumsum(total) - total  # masked rows of earlier objects
-    rank_from_end = total[o] - (np.arange(rows.size) - before[o])
-    out = []
-    for j in range(1, k + 1):
-        sel = rank_from_end == j
-        r = np.full(n_obj, -1, dtype=np.int64)
-        r[o[sel]] = rows[sel]
-        out.append(r)
-    return out
+def _seg_mean(values: np.ndarray, obj: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per-object mean of values over all rows (every object has one): sums run in row order
+    (bincount)."""
+    return np.bincount(obj, weights=values, minlength=counts.size) / counts
 
 
-def _seg_mean(values: np.ndarray, mask: np.ndarray | None, obj: np.ndarray, n_obj: int,
-              counts: np.ndarray | None = None) -> np.ndarray:
-    """Per-object mean of values[mask] (mask None: all rows, whose per-object counts are given);
-    sums run in row order (bincount), NaN where an object has no row."""
-    if mask is None:
-        n = counts
-        s = np.bincount(obj, weights=values, minlength=n_obj)
-    else:
-        n = np.bincount(obj[mask], minlength=n_obj)
-        s = np.bincount(obj[mask], weights=values[mask], minlength=n_obj)
-    return np.divide(s, n, out=np.full(n_obj, np.nan), where=n > 0)
-
-
-def _dmdt(mag, err, jd, pos, newer, older):
-    """(m_older - m_newer) / (jd_newer - jd_older) and its error; NaN unless both positive, dt > 0."""
-    ok = (newer >= 0) & (older >= 0)
-    a, b = np.where(ok, newer, 0), np.where(ok, older, 0)
+def _dmdt(mag, err, jd, pos, newer, older, ok, with_err=True):
+    """(m_older - m_newer) / (jd_newer - jd_older) and its error at the objects where ``ok``
+    (both rows exist); NaN unless both positive and dt > 0.  Returns (where, rate, rate_err)."""
+    a, b = newer[ok], older[ok]
     dt = jd[a] - jd[b]
-    ok &= pos[a] & pos[b] & (dt > 0)
-    dt = np.where(ok, dt, 1.0)
-    rate = np.where(ok, (mag[b] - mag[a]) / dt, np.nan)
-    rate_err = np.where(ok, np.sqrt(err[b] ** 2 + err[a] ** 2) / dt, np.nan)
-    return rate, rate_err
+    good = pos[a] & pos[b] & (dt > 0)
+    a, b, dt = a[good], b[good], dt[good]
+    where = np.flatnonzero(ok)[good]
+    rate = (mag[b] - mag[a]) / dt
+    rate_err = np.sqrt(err[b] ** 2 + err[a] ** 2) / dt if with_err else None
+    return where, rate, rate_err
 
 
-def _ema(mag, jd, meas, obj, n_obj, taus):
+def _ema(x, t, o, first, end, has, n_obj, taus):
     """Moving averages m_k = f_k m_{k-1} + (1 - f_k) x_k, f_k = exp(-(jd_k - jd_{k-1}) / tau),
     m_0 = 0, jd_0 = 0, over each object's measurements in one band: the value after the last one.
 
+    ``x``, ``t``, ``o``: the band's measurements (grouped by object, jd order), ``first``: the
+    first of each object, ``end``: each object's last one (for the objects with ``has``).
     Unrolled, m_L = sum_k x_k (1 - f_k) prod_{j>k} f_j, and the product telescopes to
     exp(-(jd_L - jd_k) / tau).  Every factor is <= 1 (no division by a running product that
     underflows, the flaw of the cumsum(x / P) form), so one weighted segment sum gives the final
     value exactly to rounding; only that value is a feature, so no full scan is needed.
     """
-    rows = np.flatnonzero(meas)
-    o, x, t = obj[rows], mag[rows], jd[rows]
-    first = np.ones(rows.size, dtype=bool)
-    first[1:] = o[1:] != o[:-1]
     prev = np.empty_like(t)
     prev[1:] = t[:-1]
     prev[first] = 0.0  # the definition starts from jd_prev = 0
-    n = np.bincount(o, minlength=n_obj)
-    last_t = np.full(n_obj, np.nan)
-    last_t[o] = t  # rows are in jd order: the last write per object wins
+    step = t - prev
+    np.negative(step, out=step)
+    last_t = np.empty(n_obj)
+    last_t[has] = t[end]
+    age = last_t[o]
+    age -= t
+    np.negative(age, out=age)
+    w, v = np.empty_like(t), np.empty_like(t)
     out = []
     for tau in taus:
-        w = (1.0 - np.exp(-(t - prev) / tau)) * np.exp(-(last_t[o] - t) / tau)
-        s = np.bincount(o, weights=x * w, minlength=n_obj)
-        out.append(np.where(n > 0, s, np.nan))
+        np.divide(step, tau, out=w)
+        np.exp(w, out=w)
+        np.subtract(1.0, w, out=w)
+        np.divide(age, tau, out=v)
+        np.exp(v, out=v)
+        w *= v
+        w *= x
+        out.append(np.where(has, np.bincount(o, weights=w, minlength=n_obj), np.nan))
     return out
 
 
@@ -236,6 +236,44 @@ def _colour(mag, jd, nid, gp, rp, obj, n_obj):
     return g_minus_r, jd_g
 
 
+def _colour_runs(mag, jd, nid, gp, rp, obj, n_obj):
+    """_colour by runs: when nid never decreases within an object (rows in jd order; else
+    _colour's sort), the night's rows are one run of (object, nid)."""
+    g_minus_r = np.full(n_obj, np.nan)
+    jd_g = np.full(n_obj, np.nan)
+    if not (gp.any() and rp.any()):
+        return g_minus_r, jd_g
+    rows = np.flatnonzero(gp | rp)
+    o, night = obj[rows], nid[rows]
+    if np.any((night[1:] < night[:-1]) & (o[1:] == o[:-1])):
+        return _colour(mag, jd, nid, gp, rp, obj, n_obj)
+    new = np.empty(rows.size, dtype=bool)
+    new[0] = True
+    new[1:] = (o[1:] != o[:-1]) | (night[1:] != night[:-1])
+    run = np.cumsum(new) - 1
+    n_run = int(run[-1]) + 1
+    last = np.empty(rows.size, dtype=bool)
+    last[:-1] = new[1:]
+    last[-1] = True
+    latest = []
+    for mask in (gp[rows], rp[rows]):
+        sel = np.flatnonzero(mask)
+        rs = run[sel]
+        end = _last_of_runs(rs)
+        idx = np.full(n_run, -1, dtype=np.int64)
+        idx[rs[end]] = rows[sel[end]]  # the latest g (r) row of each night
+        latest.append(idx)
+    both = np.flatnonzero((latest[0] >= 0) & (latest[1] >= 0))
+    if both.size == 0:
+        return g_minus_r, jd_g
+    ob = o[new][both]  # nights ascend within an object: its last such night is the latest
+    end = _last_of_runs(ob)
+    gi, ri = latest[0][both[end]], latest[1][both[end]]
+    g_minus_r[ob[end]] = mag[gi] - mag[ri]
+    jd_g[ob[end]] = jd[gi]
+    return g_minus_r, jd_g
+
+
 def compute_features(det: Detections, window_days: float = 0.0) -> tuple[np.ndarray, dict]:
     """Features of every object of ``det`` that has a detection in the window.
 
@@ -252,52 +290,88 @@ def compute_features(det: Detections, window_days: float = 0.0) -> tuple[np.ndar
     f: dict[str, np.ndarray] = {"objectId": ids, "ncand": counts.astype(np.int64)}
 
     ra0 = c["ra"][starts] if n_obj else np.empty(0)
-    dra = (c["ra"] - ra0[obj] + 180.0) % 360.0 - 180.0
-    mean_dra = _seg_mean(dra, None, obj, n_obj, counts)
+    dra = c["ra"] - ra0[obj]
+    dra += 180.0
+    if dra.size and not (dra.min() >= 0.0 and dra.max() < 360.0):  # else % 360 is exact
+        dra %= 360.0
+    dra -= 180.0
+    mean_dra = _seg_mean(dra, obj, counts)
     f["ramean"] = (ra0 + mean_dra) % 360.0
-    f["rastd"] = 3600.0 * np.sqrt(_seg_mean((dra - mean_dra[obj]) ** 2, None, obj, n_obj, counts))
-    f["decmean"] = _seg_mean(c["dec"], None, obj, n_obj, counts)
-    f["decstd"] = 3600.0 * np.sqrt(
-        _seg_mean((c["dec"] - f["decmean"][obj]) ** 2, None, obj, n_obj, counts))
+    dra -= mean_dra[obj]
+    np.square(dra, out=dra)
+    f["rastd"] = 3600.0 * np.sqrt(_seg_mean(dra, obj, counts))
+    f["decmean"] = _seg_mean(c["dec"], obj, counts)
+    ddec = c["dec"] - f["decmean"][obj]
+    np.square(ddec, out=ddec)
+    f["decstd"] = 3600.0 * np.sqrt(_seg_mean(ddec, obj, counts))
     f["glonmean"], f["glatmean"] = radec_to_galactic(f["ramean"], f["decmean"])
     f["htm16"] = htm_id(f["ramean"], f["decmean"], HTM_LEVEL)
 
     f["jdmin"] = jd[starts]
     f["jdmax"] = jdmax = jd[ends]
     finite = np.isfinite(mag)
+    meas_rows = {}
     for b, fid_b in BANDS:
-        in_band = fid == fid_b
-        meas = in_band & finite
-        f[f"jd{b}max"] = _take(jd, _last_index(in_band, starts))
-        with np.errstate(invalid="ignore"):
-            f[f"mag{b}min"] = np.fmin.reduceat(np.where(meas, mag, np.nan), starts) \
-                if n_obj else np.empty(0)
-            f[f"mag{b}max"] = np.fmax.reduceat(np.where(meas, mag, np.nan), starts) \
-                if n_obj else np.empty(0)
-        f[f"mag{b}mean"] = _seg_mean(mag, meas, obj, n_obj)
-        i1, i2, i3 = _last_k(meas, obj, n_obj, 3)
-        f[f"{b}mag"] = _take(mag, i1)
-        f[f"dmdt_{b}"], f[f"dmdt_{b}_err"] = _dmdt(mag, err, jd, pos, i1, i2)
-        f[f"dmdt_{b}_2"], _ = _dmdt(mag, err, jd, pos, i2, i3)
-        for tau, m in zip(EMA_TAUS, _ema(mag, jd, meas, obj, n_obj, EMA_TAUS), strict=True):
+        meas = fid == fid_b
+        f[f"jd{b}max"] = _take(jd, _last_index(meas, obj, n_obj))
+        meas &= finite
+        meas_rows[b] = meas
+        # The band's measurements, compacted: still grouped by object, in jd order.
+        rows = np.flatnonzero(meas)
+        o, x, t = obj[rows], mag[rows], jd[rows]
+        n = np.bincount(o, minlength=n_obj)
+        has = n > 0
+        last = _last_of_runs(o)
+        end = np.flatnonzero(last)  # each object's last measurement (objects with ``has``)
+        first = np.empty(rows.size, dtype=bool)
+        if rows.size:
+            first[0] = True
+            first[1:] = last[:-1]
+        oh = o[end]
+        for name, ufunc in (("min", np.minimum), ("max", np.maximum)):
+            out = np.full(n_obj, np.nan)
+            if rows.size:
+                out[oh] = ufunc.reduceat(x, np.flatnonzero(first))
+            f[f"mag{b}{name}"] = out
+        total = np.bincount(o, weights=x, minlength=n_obj)
+        f[f"mag{b}mean"] = np.divide(total, n, out=np.full(n_obj, np.nan), where=has)
+        latest = np.full(n_obj, np.nan)
+        latest[oh] = x[end]
+        f[f"{b}mag"] = latest
+        e, p = err[rows], pos[rows]
+        nh = n[oh]
+        rate, rate_err, rate2 = (np.full(n_obj, np.nan) for _ in range(3))
+        w, r, re = _dmdt(x, e, t, p, end, end - 1, nh >= 2)
+        rate[oh[w]], rate_err[oh[w]] = r, re
+        w, r, _ = _dmdt(x, e, t, p, end - 1, end - 2, nh >= 3, with_err=False)
+        rate2[oh[w]] = r
+        f[f"dmdt_{b}"], f[f"dmdt_{b}_err"], f[f"dmdt_{b}_2"] = rate, rate_err, rate2
+        for tau, m in zip(EMA_TAUS, _ema(x, t, o, first, end, has, n_obj, EMA_TAUS),
+                          strict=True):
             f[f"mag_{b}{int(tau):02d}"] = m
 
-    finite_pos = pos & finite
-    f["g_minus_r"], f["jd_g_minus_r"] = _colour(
-        mag, jd, c["nid"], finite_pos & (fid == G), finite_pos & (fid == R), obj, n_obj)
+    gp, rp = meas_rows["g"] & pos, meas_rows["r"] & pos
+    f["g_minus_r"], f["jd_g_minus_r"] = _colour_runs(mag, jd, c["nid"], gp, rp, obj, n_obj)
 
     with np.errstate(invalid="ignore"):
-        good = pos & ((c["rb"] > RB_GOOD) | (c["drb"] > RB_GOOD))
-    f["ncandgp"] = np.bincount(obj[good], minlength=n_obj).astype(np.int64)
-    age = jdmax[obj] - jd
+        good = (c["rb"] > RB_GOOD) | (c["drb"] > RB_GOOD)
+    good &= pos
+    rows = np.flatnonzero(good)
+    og = obj[rows]
+    f["ncandgp"] = np.bincount(og, minlength=n_obj).astype(np.int64)
+    age = jdmax[og] - jd[rows]
     for days in RECENT_DAYS:
         f[f"ncandgp_{int(days)}"] = np.bincount(
-            obj[good & (age < days)], minlength=n_obj).astype(np.int64)
+            og[age < days], minlength=n_obj).astype(np.int64)
 
+    mask = idx = None
     for name in ("sgmag1", "srmag1", "sgscore1", "distpsnr1"):
-        f[name] = _take(c[name], _last_index(np.isfinite(c[name]), starts))
+        m = np.isfinite(c[name])
+        if mask is None or not np.array_equal(m, mask):  # the PS1 fields are NULL together
+            mask, idx = m, _last_index(m, obj, n_obj)
+        f[name] = _take(c[name], idx)
     has_ss = np.not_equal(ss, None)
-    ss_idx = _last_index(has_ss, starts)
+    ss_idx = _last_index(has_ss, obj, n_obj)
     ss_out = np.full(n_obj, None, dtype=object)
     ss_out[ss_idx >= 0] = ss[ss_idx[ss_idx >= 0]]
     f["ssnamenr"] = ss_out

@@ -15,8 +15,8 @@ points it cannot vouch for, so its ids are the reference's, bit for bit:
   the unit corner vectors a_k), the cosines C of the triangle's sides and D = det(a0, a1, a2).
   With w_i the normalized midpoints, det(w2, w1, p) is proportional to X0 - X1 - X2, so the child
   is the corner k with 2 X_k > X0 + X1 + X2 (else the middle child 3), and the child's X, C, D
-  follow from X, C, D by closed formulas (|a_i + a_j| = sqrt(2 + 2 cos)); ~40 array operations
-  a level instead of ~200, no cross products.
+  follow from X, C, D by closed formulas (|a_i + a_j| = sqrt(2 + 2 cos)); ~60 in-place
+  operations on flat per-point arrays a level (see _htm_cone), no cross products.
 * Each of the reference's nine tests det(e1, e2, p) at a level equals one of X_k or d_k =
   2 X_k - sum(X) times D / (|a_i + a_j| |P|) or D / (|a_i + a_j| |a_k + a_l| |P|); all are at
   least min(X_k, |d_k|) D / (4 sum(X)).  When that bound is above V_SAFE = 1e-13 at every level,
@@ -101,45 +101,106 @@ def _start_pane(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 _CORNERS = np.array([_BASES[b] for b in range(8, 16)])
 V_SAFE = 1e-13  # see the module docstring
-CHUNK = 16_384  # points per pass of the recursion
+CHUNK = 32_768  # points per pass of the recursion
 assert all(np.linalg.det(_V[c]) > 0.999 for c in _CORNERS)  # D = 1 for every base triangle
-_NEXT = np.array([1, 2, 0])  # position j -> j + 1 (mod 3)
-_PREV = np.array([2, 0, 1])  # position j -> j + 2 (mod 3)
+# code = 4 r + k (k = 3: middle child) -> the child's digit and the new position of corner 0
+_DIGIT = np.array([(k - r) % 3 if k < 3 else 3 for r in range(3) for k in range(4)], np.int8)
+_NEW_R = np.array([k if k < 3 else r for r in range(3) for k in range(4)], np.int8)
 
 
 def _htm_cone(p: np.ndarray, base: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray]:
     """(ids, safe) by the cone-coordinate recursion; ids are the reference's where safe.
 
-    Values are kept by position: the corner held at position j changes with the children, and r
-    is the position of corner 0 (the child's digit is its corner index, (position - r) mod 3).
+    Values are kept by position j = 0, 1, 2 in flat per-point arrays (preallocated, updated in
+    place): the cone coordinates X_j (homogeneous: any positive per-point scale), Q_j = 2 + 2 C_j
+    = |a_i + a_k|^2 for the side opposite position j, and D.  The corner held at position j
+    changes with the children; r is the position of corner 0 (the child's digit is its corner
+    index, (position - r) mod 3, looked up in a table).  With N_j = sqrt(Q_j), P = N_0 N_1 N_2:
+
+    * corner child k (d_k > 0): X'_j = X_j / N_j for j != k, X'_k = d_k N_k / P (the closed
+      formulas X_j N_l, d_k scaled by 1 / P); Q'_j = 2 + N_j (j != k), Q'_k = 2 + N_k 2t / P;
+      D' = D N_k / P;
+    * middle child: X'_j = -d_j N_j, Q'_j = 2 + N_j 2t / P, D' = 2 D / P;
+
+    with t = 1 + C_0 + C_1 + C_2.  The safety bound min(X_k, |d_k|) D / (4 sum(X)) is kept as a
+    running minimum over the levels and compared with V_SAFE once.
     """
     n = base.size
-    x = np.einsum("nkc,nc->kn", _V[_CORNERS[base - 8]], p)  # p . (+-axis): exact
-    c = np.zeros((3, n))
+    x0, x1, x2 = np.einsum("nkc,nc->kn", _V[_CORNERS[base - 8]], p)  # p . (+-axis): exact
+    xs = (x0.copy(), x1.copy(), x2.copy())
+    q = (np.full(n, 2.0), np.full(n, 2.0), np.full(n, 2.0))  # C = 0: the octant's right angles
     det = np.ones(n)
-    r = np.zeros(n, dtype=np.int64)
+    r = np.zeros(n, dtype=np.int8)
     ids = base.copy()
-    safe = np.ones(n, dtype=bool)
-    j = np.arange(3)[:, None]
+    acc = np.full(n, np.inf)  # running minimum of min(X, |d|) D / sum(X)
+    s, h, m, w, tt, g, tmp = (np.empty(n) for _ in range(7))
+    d = (np.empty(n), np.empty(n), np.empty(n))
+    nn = (np.empty(n), np.empty(n), np.empty(n))
+    e = (np.empty(n, dtype=bool), np.empty(n, dtype=bool), np.empty(n, dtype=bool))
+    em = np.empty(n, dtype=bool)
+    mid = np.empty(n, dtype=bool)
+    code = np.empty(n, dtype=np.int8)
+    digit = np.empty(n, dtype=np.int8)
     for _ in range(level):
-        s = x[0] + x[1] + x[2]
-        d = 2.0 * x - s
-        norm = np.sqrt(2.0 + 2.0 * c)  # |a_i + a_j| of the side opposite each position
-        safe &= np.minimum(x.min(axis=0), np.abs(d).min(axis=0)) * det > (4.0 * V_SAFE) * s
-        k = np.where(d[0] > 0, 0, np.where(d[1] > 0, 1, np.where(d[2] > 0, 2, 3)))
-        mid = k == 3
-        ids = ids * 4 + np.where(mid, 3, (k - r) % 3)
-        r = np.where(mid, r, k)
-        n_next, n_prev = norm[_NEXT], norm[_PREV]
-        rel = (j - k) % 3  # 0: the kept corner, 1 and 2: the corners after it
-        corner = (rel == 0) & ~mid
-        x = np.where(mid, -d * norm,
-                     np.where(corner, d, x * np.where(rel == 1, n_next, n_prev)))
-        t = 1.0 + c[0] + c[1] + c[2]
-        c = np.where(mid | corner, t / (n_next * n_prev), 0.5 * norm)
-        n_k = np.where(k == 0, norm[0], np.where(k == 1, norm[1], norm[2]))
-        det = det * np.where(mid, 2.0, n_k) / (norm[0] * norm[1] * norm[2])
-    return ids, safe
+        np.add(xs[0], xs[1], out=s)
+        s += xs[2]
+        np.multiply(s, 0.5, out=h)
+        for j in range(3):
+            np.subtract(xs[j], h, out=d[j])  # d_j / 2
+            np.greater(d[j], 0.0, out=e[j])
+        # safety: min(X_j, |d_j|) = 2 min(X_j / 2, |d_j / 2|)
+        np.minimum(xs[0], xs[1], out=m)
+        np.minimum(m, xs[2], out=m)
+        m *= 0.5
+        for j in range(3):
+            np.abs(d[j], out=tmp)
+            np.minimum(m, tmp, out=m)
+        m *= det
+        m /= s
+        np.minimum(acc, m, out=acc)
+        # child: k = j with d_j > 0 (at most one), else the middle child 3
+        np.logical_or(e[0], e[1], out=mid)
+        np.logical_or(mid, e[2], out=mid)
+        np.logical_not(mid, out=mid)
+        np.multiply(r, 4, out=code)
+        code += e[1]
+        code += 2 * e[2].view(np.int8)
+        code += 3 * mid.view(np.int8)
+        np.take(_DIGIT, code, out=digit)
+        np.take(_NEW_R, code, out=r)
+        ids *= 4
+        ids += digit
+        for j in range(3):
+            np.sqrt(q[j], out=nn[j])
+        np.multiply(nn[0], nn[1], out=w)
+        w *= nn[2]  # P
+        # N_k (corner child) or 2 (middle): D' = D * that / P
+        np.copyto(tmp, 2.0)
+        np.copyto(tmp, nn[0], where=e[0])
+        np.copyto(tmp, nn[1], where=e[1])
+        np.copyto(tmp, nn[2], where=e[2])
+        det *= tmp
+        det /= w
+        # 2t / P = (Q_0 + Q_1 + Q_2 - 4) / P
+        np.add(q[0], q[1], out=tt)
+        tt += q[2]
+        tt -= 4.0
+        tt /= w
+        # per-point scale of d in X': 2 / P for a corner child (d / 2 -> d N_k / P), -2 for
+        # the middle child (-d N_j); 2 and 1 / P are exact scalings of the closed formulas
+        np.divide(2.0, w, out=g)
+        np.copyto(g, -2.0, where=mid)
+        for j in range(3):
+            np.logical_or(e[j], mid, out=em)
+            np.multiply(d[j], nn[j], out=tmp)
+            tmp *= g
+            np.divide(xs[j], nn[j], out=xs[j])
+            np.copyto(xs[j], tmp, where=em)
+            # Q'_j = 2 + N_j (2t / P if em else 1)
+            np.multiply(nn[j], tt, out=q[j])
+            np.copyto(q[j], nn[j], where=~em)
+            np.add(q[j], 2.0, out=q[j])
+    return ids, acc > 2.0 * V_SAFE  # min(X, |d|) D / s > 4 V_SAFE, as m = min(X, |d|) / 2
 
 
 def htm_id(ra_deg: np.ndarray, dec_deg: np.ndarray, level: int = 16) -> np.ndarray:
