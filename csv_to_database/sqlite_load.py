@@ -9,7 +9,14 @@ from collections.abc import Callable
 from csv_to_database.errors import ShardError, UsageError
 from csv_to_database.ledger import Ledger
 from csv_to_database.schema import sqlite_columns, sqlite_statements
-from csv_to_database.shard import Column, Shard, ShardReader, sqlite_rows
+from csv_to_database.shard import (
+    Column,
+    NotSimple,
+    Shard,
+    ShardReader,
+    simple_chunks,
+    sqlite_rows,
+)
 from csv_to_database.targets import Target, connect_sqlite
 
 VERBS = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE", "insert": "INSERT"}
@@ -84,21 +91,10 @@ class SQLiteLoader:
                 entry = self.ledger.lookup(cur, self.table, shard.name)
                 shard.rows = entry.nrows if entry else 0
                 return "skipped"
-            reader = ShardReader(shard, self.table, self.columns, progress)
-            rows = sqlite_rows(reader)
-            first = next(rows, None)  # parses the header, so shard.columns is known
-            if first is not None:
-                cols = ", ".join(f'"{c.name}"' for c in shard.columns)
-                marks = ", ".join("?" * len(shard.columns))
-                sql = f'{VERBS[self.mode]} INTO "{self.table}" ({cols}) VALUES ({marks})'
-                try:
-                    cur.execute(sql, first)
-                    cur.executemany(sql, rows)
-                except sqlite3.IntegrityError as e:
-                    raise ShardError(shard.path, shard.line_of(len(shard.lines)),
-                                     f"refused by SQLite: {e}",
-                                     "--insert refuses duplicates; use --replace or --ignore"
-                                     if "UNIQUE" in str(e) else "fix the value") from None
+            progress = _Once(progress)
+            if not (shard.simple and self._load_simple(cur, shard, progress)):
+                progress.restart()
+                self._load_rows(cur, shard, progress)
             self.ledger.finish(cur, self.table, shard)
             conn.execute("COMMIT")
             return "loaded"
@@ -106,3 +102,70 @@ class SQLiteLoader:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _insert_sql(self, shard: Shard, marks: list[str]) -> str:
+        cols = ", ".join(f'"{c.name}"' for c in shard.columns)
+        return f'{VERBS[self.mode]} INTO "{self.table}" ({cols}) VALUES ({", ".join(marks)})'
+
+    def _load_simple(self, cur, shard: Shard, progress: _Once) -> bool:
+        """The fast path (see :func:`simple_chunks`); False if the shard needs the row path.
+
+        Runs inside a savepoint: whatever it inserted is undone before the row path starts.
+        """
+        cur.execute("SAVEPOINT simple")
+        try:
+            sql = None
+            for columns in simple_chunks(shard, self.table, self.columns, progress):
+                if sql is None:
+                    # floats arrive parsed (None = NULL); int and text columns as the CSV
+                    # strings: '' is NULL, INTEGER affinity stores digits as integers
+                    sql = self._insert_sql(shard, ["?" if c.kind == "float" else "NULLIF(?, '')"
+                                                   for c in shard.columns])
+                cur.executemany(sql, zip(*columns))
+        except (NotSimple, sqlite3.IntegrityError):
+            # a bad value, or a duplicate under --insert: the row path names the line
+            cur.execute("ROLLBACK TO simple")
+            cur.execute("RELEASE simple")
+            shard.rows = 0
+            return False
+        except BaseException:
+            cur.execute("ROLLBACK TO simple")
+            cur.execute("RELEASE simple")
+            raise
+        cur.execute("RELEASE simple")
+        return True
+
+    def _load_rows(self, cur, shard: Shard, progress) -> None:
+        """The row path: Python's csv module and a converter per value (any shard)."""
+        rows = sqlite_rows(ShardReader(shard, self.table, self.columns, progress))
+        first = next(rows, None)  # parses the header, so shard.columns is known
+        if first is None:
+            return
+        sql = self._insert_sql(shard, ["?"] * len(shard.columns))
+        try:
+            cur.execute(sql, first)
+            cur.executemany(sql, rows)
+        except sqlite3.IntegrityError as e:
+            raise ShardError(shard.path, shard.line_of(len(shard.lines)),
+                             f"refused by SQLite: {e}",
+                             "--insert refuses duplicates; use --replace or --ignore"
+                             if "UNIQUE" in str(e) else "fix the value") from None
+
+
+class _Once:
+    """A progress callback that forwards each byte once: when the fast path gives up, the
+    row path reads the shard again from the start."""
+
+    def __init__(self, progress: Callable[[int], None] | None) -> None:
+        self.progress = progress
+        self.total = 0  # bytes seen
+        self.sent = 0  # bytes forwarded
+
+    def __call__(self, nbytes: int) -> None:
+        self.total += nbytes
+        if self.progress and self.total > self.sent:
+            self.progress(self.total - self.sent)
+            self.sent = self.total
+
+    def restart(self) -> None:
+        self.total = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 
@@ -220,10 +221,32 @@ def test_shard_text_is_the_same_without_orjson(monkeypatch):
     _, f = compute_features(det)
     f["dmdt_g"][:4] = [3.2e-05, 1e16, -1.5e-7, np.inf]  # formats where repr and orjson differ
     f["ssnamenr"][5] = 'a, "b"'  # needs CSV quoting: the per-value path for its chunk
+    f["ssnamenr"][3000 - 7] = "2e+5"  # a '+' in a string: must not be taken for an exponent
     fast = shard.shard_bytes(f)
     monkeypatch.setattr(shard, "orjson", None)
-    assert shard.shard_bytes(f) == fast
+    slow = shard.shard_bytes(f)
+    # Compare digests: a failing == on two megabytes makes pytest's diff run for minutes.
+    first_diff = next((i for i, (a, b) in enumerate(zip(slow, fast)) if a != b), None)
+    assert hashlib.sha256(slow).hexdigest() == hashlib.sha256(fast).hexdigest(), (
+        first_diff, slow[first_diff - 40:first_diff + 40] if first_diff else None,
+        fast[first_diff - 40:first_diff + 40] if first_diff else None)
     col = [c for c, _ in COLUMNS].index("dmdt_g")
     rows = list(csv.reader(io.StringIO(fast.decode())))
     assert [r[col] for r in rows[1:5]] == ["0.000032", "1e16", "-1.5e-7", ""]
     assert rows[6][[c for c, _ in COLUMNS].index("ssnamenr")] == 'a, "b"'
+
+
+def test_fast_shard_path_formats_exponents_like_the_slow_path(monkeypatch):
+    """The orjson path (plain strings only) writes 1e16 whatever orjson's version (3.9+ writes
+    1e+16), so shards do not depend on what a worker has installed."""
+    det = open_source("synthetic:500").read_index_range(0, 500)
+    _, f = compute_features(det)
+    f["dmdt_g"][:3] = [3.2e-05, 1e16, 1.2345678901234568e17]
+    assert shard.orjson is not None and shard._plain_strings(
+        [f[name] for name, _ in COLUMNS])  # this chunk takes the fast path
+    fast = shard.shard_bytes(f)
+    monkeypatch.setattr(shard, "orjson", None)
+    assert hashlib.sha256(shard.shard_bytes(f)).digest() == hashlib.sha256(fast).digest()
+    col = [c for c, _ in COLUMNS].index("dmdt_g")
+    rows = list(csv.reader(io.StringIO(fast.decode())))
+    assert [r[col] for r in rows[1:4]] == ["0.000032", "1e16", "1.2345678901234568e17"]

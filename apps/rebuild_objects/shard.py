@@ -33,7 +33,8 @@ except ImportError:  # pragma: no cover - exercised where orjson is missing
 CHUNK_ROWS = 8192  # rows serialized at a time: bounds the Python objects alive at once
 # String fields the fast path may emit as they are: no CSV quoting needed (, " \n \r), no JSON
 # escaping (" \\ control characters), no [ ] (row separators), never empty (CSV-quoted "").
-_PLAIN = re.compile(r"[^\x00-\x1f\"\\,\[\]\x7f]+")
+# '+' is excluded too: in the fast path's text a '+' can then only be an exponent's sign.
+_PLAIN = re.compile(r"[^\x00-\x1f\"\\,\[\]\x7f+]+")
 
 
 def _format_float(v: float) -> bytes:
@@ -71,6 +72,7 @@ def _format_numbers(values: np.ndarray) -> list[bytes]:
     if values.dtype.kind == "f":
         if orjson is not None:
             text = orjson.dumps(np.ascontiguousarray(values), option=orjson.OPT_SERIALIZE_NUMPY)
+            text = text.replace(b"e+", b"e")  # orjson >= 3.9 writes 1e+16, older 1e16
             return [] if len(values) == 0 else [
                 b"" if v == b"null" else v for v in text[1:-1].split(b",")]
         return [_format_float(v) for v in values.tolist()]
@@ -133,6 +135,7 @@ def _fast_rows(cols: list[np.ndarray]) -> bytes:
             vals = ["" if s is None else s for s in vals]
         lists.append(vals)
     text = orjson.dumps(list(zip(*lists, strict=True)))
+    text = text.replace(b"e+", b"e")  # orjson >= 3.9 writes 1e+16, older 1e16 (no '+' in strings)
     text = text.translate(_CLOSE_TO_NEWLINE, b'"[').replace(b"\n,", b"\n")
     return text[:-1]  # the outer "]" left one newline too many
 
