@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 PARALLEL = [sys.executable, "-m", "head.cli"]
@@ -48,3 +49,21 @@ def processes_with(token: str) -> list[int]:
         if token in cmd and state != "Z":
             pids.append(int(d.name))
     return pids
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    """Wait until ``predicate()`` holds (the run under test reaching a state), or fail."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def count(run: Path, sql: str, *args) -> int:
+    """One number from a run's journal; 0 while the journal does not exist yet."""
+    try:
+        db = sqlite3.connect(run / "journal.sqlite")
+        return db.execute(sql, args).fetchone()[0]
+    except sqlite3.Error:
+        return 0

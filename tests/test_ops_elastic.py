@@ -3,27 +3,9 @@ its running task and starts nothing new."""
 
 from __future__ import annotations
 
-import sqlite3
-import time
 from pathlib import Path
 
-from helpers import journal, parallel, start_parallel
-
-
-def wait_for(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)  # test-side wait for the run under test to reach a state
-
-
-def count(run: Path, sql: str, *args) -> int:
-    try:
-        db = sqlite3.connect(run / "journal.sqlite")
-        return db.execute(sql, args).fetchone()[0]
-    except sqlite3.Error:
-        return 0
+from helpers import count, journal, parallel, start_parallel, wait_for
 
 
 def sleeps(tmp_path: Path, n: int, seconds: float) -> Path:

@@ -9,7 +9,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from helpers import journal, parallel, processes_with, start_parallel
+from helpers import count, journal, parallel, processes_with, start_parallel, wait_for
 
 N_TASKS = 24
 
@@ -32,28 +32,12 @@ def assert_outputs_exact(tmp_path: Path, n: int = N_TASKS) -> None:
         assert (out / f"{i}.txt").read_text() == f"task-{i}\n"
 
 
-def wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)  # test-side wait for the run under test to reach a state
-
-
 def ok_count(run_dir: Path) -> int:
-    try:
-        db = sqlite3.connect(run_dir / "journal.sqlite")
-        return db.execute("SELECT COUNT(*) FROM attempts WHERE outcome = 'ok'").fetchone()[0]
-    except sqlite3.Error:
-        return 0
+    return count(run_dir, "SELECT COUNT(*) FROM attempts WHERE outcome = 'ok'")
 
 
 def running_count(run_dir: Path) -> int:
-    try:
-        db = sqlite3.connect(run_dir / "journal.sqlite")
-        return db.execute("SELECT COUNT(*) FROM attempts WHERE outcome = 'running'").fetchone()[0]
-    except sqlite3.Error:
-        return 0
+    return count(run_dir, "SELECT COUNT(*) FROM attempts WHERE outcome = 'running'")
 
 
 def agent_pid(run_dir: Path, host: str) -> int:

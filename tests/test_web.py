@@ -8,12 +8,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import PARALLEL, journal, start_parallel
+from helpers import PARALLEL, journal, start_parallel, wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -27,14 +26,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_until(pred, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.1)  # test-side wait for the run under test
 
 
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
@@ -57,12 +48,12 @@ def test_live_page_matches_journal(tmp_path):
             states = dict(db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state"))
             return states.get("done") == 3 and states.get("failed") == 1 and \
                 states.get("running") == 4
-        wait_until(settled)
+        wait_for(settled)
         port = free_port()
         server = subprocess.Popen(PARALLEL + ["serve", str(run), "--port", str(port)],
                                   cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         url = f"http://127.0.0.1:{port}/"
-        wait_until(lambda: _up(url))
+        wait_for(lambda: _up(url))
         # Read-only: anything but GET is refused.
         req = urllib.request.Request(url + "api/run", data=b"{}", method="POST")
         with pytest.raises(urllib.error.HTTPError) as e:
