@@ -25,6 +25,8 @@ import base64
 import json
 import os
 import queue
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,6 +37,22 @@ import time
 TAIL_BYTES = 2048  # stderr/stdout tail kept in the journal: enough for a traceback's last lines
 ROWS_CHUNK = 1 << 16  # streamed rows per message: big enough to amortise JSON, small for memory
 KILL_GRACE = 1.0  # seconds between TERM and KILL: lets a task flush, bounded so kills are quick
+
+
+# A command made only of these characters means the same with or without a shell: no quoting,
+# expansion, redirection, globbing or assignment.  Such a command is executed directly, which
+# saves starting /bin/sh for every task (~1 ms of a 2-core machine's time per task).
+_PLAIN_COMMAND = re.compile(r"[A-Za-z0-9_./:,+-]+( +[A-Za-z0-9_./:,+=-]+)*")
+
+
+def _argv(cmd, env):
+    """The argv to run ``cmd``: direct when the shell would change nothing, else ``sh -c``."""
+    if _PLAIN_COMMAND.fullmatch(cmd):
+        words = cmd.split()
+        exe = shutil.which(words[0], path=env.get("PATH"))
+        if exe is not None:  # not a shell builtin or keyword such as exit, cd or if
+            return [exe] + words[1:]
+    return ["/bin/sh", "-c", cmd]
 
 
 def _memfree():
@@ -153,7 +171,8 @@ class Agent:
         try:
             with open(m["out"], "wb") as fo, open(m["err"], "wb") as fe:
                 p = subprocess.Popen(
-                    m["cmd"], shell=True, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                    _argv(m["cmd"], env), shell=False, cwd=cwd, env=env,
+                    stdin=subprocess.DEVNULL,
                     stdout=fo, stderr=fe, start_new_session=True,
                     pass_fds=(emit_w,) if emit_w is not None else (),
                 )

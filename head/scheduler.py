@@ -33,6 +33,9 @@ RECONNECT_MAX = 30.0
 # With no host up, give up after every host has failed this many connection attempts in a row:
 # enough to ride out a brief network blip (~7 s of backoff), short enough to fail a typo fast.
 GIVE_UP_AFTER = 3
+# Longest wait at the start for the other hosts to connect before dispatching (see
+# Scheduler._start_barrier): a handshake takes ~0.1 s here, a slow WAN host up to ~1 s.
+START_GRACE = 1.0
 
 
 class HaltError(ValueError):
@@ -134,6 +137,8 @@ class Scheduler:
         self.retry_ready: list[str] = []
         self.delayed = 0
         self.copying = 0  # attempts whose outputs are being copied back
+        self._started = False  # the start barrier has been passed
+        self._first_up: float | None = None
         self.spools = Spools(self.run_dir)  # rows streamed by running attempts
         self.failures: dict[str, int] = {}
         self.failed_hosts: dict[str, set[str]] = {}
@@ -409,7 +414,7 @@ class Scheduler:
 
     # ------------------------------------------------------------------ dispatch
     def _dispatch(self) -> None:
-        if self.stopping or self.finished.is_set():
+        if self.stopping or self.finished.is_set() or not self._start_barrier():
             return
         progress = True
         while progress:
@@ -422,6 +427,29 @@ class Scheduler:
                     continue
                 self._launch(h, task)
                 progress = True
+
+    def _start_barrier(self) -> bool:
+        """True once dispatch may begin: every host has connected (or failed to), or
+        START_GRACE seconds have passed since the first one came up.
+
+        Hosts finish their handshakes ~0.1 s apart (the key exchange and auth are CPU-bound);
+        dispatching at once would give the first host a head start that short runs pay for at
+        the end (measured: makespan 1.09x ideal for 320 x 0.5 s on 4 x 8 slots, the last host
+        up 0.37 s after the first).  Waiting at most START_GRACE costs nothing on a long run.
+        """
+        if self._started:
+            return True
+        if all(h.state != "connecting" for h in self.hosts):
+            self._started = True
+            return True
+        if self._first_up is None and any(h.state == "up" for h in self.hosts):
+            self._first_up = time.monotonic()
+            gevent.spawn_later(START_GRACE, self._grace_over)
+        return False
+
+    def _grace_over(self) -> None:
+        self._started = True
+        self._dispatch()
 
     def _has_memory(self, h: HostState) -> bool:
         ok = not self.opts.memfree or h.memfree is None or h.memfree >= self.opts.memfree
