@@ -14,7 +14,7 @@ from tasks.outputs import atomic_write
 from tasks.weights import split_by_weight, target_block_weight
 
 # Detections per second of one process, end to end (read + features + shard), measured by
-# benchmarks/rebuild_objects.py on the SQLite source (see benchmarks/rebuild_objects.md):
+# benchmarks/rebuild_objects.py on the SQLite source (see benchmarks/README.md):
 # 1.28M detections of 128,000 objects in 5.7-7.0 s (~185,000-225,000/s) on a loaded 2-core
 # machine; the lower end is used.  Only sizes tasks and estimates.
 DETECTIONS_PER_SECOND = 185_000.0

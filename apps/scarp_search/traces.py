@@ -1,6 +1,6 @@
 """The strongest straight trace in a best-fit map (a strike-consistent Hough transform of SNR).
 
-Definition used by the tests and reported in benchmarks/scarp_search.md: for every line strike
+Definition used by the tests and reported in benchmarks/README.md: for every line strike
 phi on a grid (default 1 deg) and every line offset (1 lattice step = the smaller pixel size),
 sum the SNR of the pixels that lie within half a step of the line *and* whose own best-fit strike
 is within ``tol`` degrees of phi (strikes compared modulo 180).  The strongest trace is the line
