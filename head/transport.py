@@ -162,11 +162,7 @@ class Connection:
         if buf:
             buf = self._dispatch(buf)
         while not self._closed:
-            while self._out:
-                n = self._write(bytes(self._out))
-                if n <= 0:
-                    break
-                del self._out[:n]
+            self._flush()
             got = False
             while True:
                 data, err = self._read()
@@ -180,6 +176,9 @@ class Connection:
                     raise HostDown("agent connection closed: " + self.stderr_tail())
                 got = True
                 buf = self._dispatch(buf + data)
+                # Send what those events dispatched (a freed slot's next task) now, not after
+                # the rest of a burst of events has been read and handled.
+                self._flush()
             now = time.monotonic()
             if got:
                 self.last_seen = now
@@ -193,6 +192,13 @@ class Connection:
                     os.read(self._wake_r, 4096)
                 except BlockingIOError:
                     pass
+
+    def _flush(self) -> None:
+        while self._out:
+            n = self._write(bytes(self._out))
+            if n <= 0:
+                break
+            del self._out[:n]
 
     def _dispatch(self, buf: bytes) -> bytes:
         *lines, rest = buf.split(b"\n")
