@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 from head.hosts import HostSpec
-from head.scheduler import Options
+from head.options import Options
 from tasks.app import PlanContext
 
 

@@ -17,7 +17,7 @@ import click
 
 from head.cli_ops import register
 from head.hosts import HostsError, HostSpec, read_hosts
-from head.scheduler import HaltError, HaltPolicy, Options
+from head.options import HaltError, HaltPolicy, Options
 from head.status import StatusError, find_run, render, summary
 from head.version import head_version
 from tasks.app import AppError, PlanContext, load_app

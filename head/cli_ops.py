@@ -58,7 +58,7 @@ def register(main: click.Group, fail: Callable[[str], None], user_errors: tuple)
         parallel bench apps/busy --workers hosts.yaml -- --mode sleep --count 32
         """
         from head.bench import BenchError, parse_sweep, sweep, write_outputs
-        from head.scheduler import Options
+        from head.options import Options
         from tasks.app import load_app
 
         try:

@@ -192,7 +192,7 @@ def deploy_host(spec: HostSpec, files: list[Path], version: str, deps: str, syst
     try:
         rc, out, err = _run_ssh(spec, resolve_ssh(spec, ssh_config), script, files, verify)
     except Exception as e:  # any failure on one host is that host's result, not the deploy's
-        from head.scheduler import _describe
+        from head.failures import describe_error as _describe
 
         return HostResult(spec.label, False, seconds=time.monotonic() - t0, error=_describe(e))
     got = (out.strip().splitlines() or [""])[-1].strip()

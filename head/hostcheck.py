@@ -50,7 +50,7 @@ def check_host(spec: HostSpec, ssh_config: str | None = None, verify: bool = Tru
             conn.close()
         c.reachable = c.auth = c.host_key = True
     except Exception as e:  # every failure is this host's verdict, with its reason
-        from head.scheduler import _describe
+        from head.failures import describe_error as _describe
 
         kind = type(e).__name__
         c.reason = _describe(e)

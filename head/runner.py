@@ -16,8 +16,9 @@ import gevent
 
 from head.hosts import HostSpec
 from head.journal import Journal
+from head.options import Options
 from head.progress import Progress
-from head.scheduler import Options, Scheduler
+from head.scheduler import Scheduler
 from tasks import Task
 
 log = logging.getLogger(__name__)

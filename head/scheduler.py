@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,8 +16,10 @@ from dataclasses import dataclass, field
 import gevent
 from gevent.event import Event
 
+from head.failures import describe_error, failure_reason, is_permanent
 from head.hosts import HostSpec, SSHTarget, resolve_ssh
 from head.journal import Journal
+from head.options import HaltError, HaltPolicy, Options  # noqa: F401 - re-exported
 from head.staging import Stager
 from head.streams import Spools
 from head.transport import Connection, HostDown, open_connection
@@ -36,53 +37,6 @@ GIVE_UP_AFTER = 3
 # Longest wait at the start for the other hosts to connect before dispatching (see
 # Scheduler._start_barrier): a handshake takes ~0.1 s here, a slow WAN host up to ~1 s.
 START_GRACE = 1.0
-
-
-class HaltError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class HaltPolicy:
-    """GNU parallel's --halt: ``never``, or ``now|soon,fail=N`` / ``now|soon,fail=P%``."""
-
-    when: str = "never"  # never | soon | now
-    fails: int | None = None
-    percent: float | None = None
-
-    @classmethod
-    def parse(cls, text: str | None) -> HaltPolicy:
-        if not text or text == "never":
-            return cls()
-        m = re.fullmatch(r"(now|soon),fail=(\d+)(%?)", text.strip())
-        if not m:
-            raise HaltError(f"--halt {text!r}: use never, now,fail=N, soon,fail=N or now,fail=P%")
-        if m[3]:
-            return cls(m[1], percent=float(m[2]))
-        return cls(m[1], fails=int(m[2]))
-
-    def triggered(self, failed: int, finished: int) -> bool:
-        if self.when == "never" or failed == 0:
-            return False
-        if self.fails is not None:
-            return failed >= self.fails
-        return finished > 0 and 100.0 * failed / finished >= (self.percent or 0)
-
-
-@dataclass
-class Options:
-    retries: int = 0
-    retry_delay: float = 1.0  # first retry backoff; doubles per failure of the same task
-    timeout: float | None = None
-    halt: HaltPolicy = field(default_factory=HaltPolicy)
-    heartbeat: float = 1.0
-    heartbeat_timeout: float = 10.0  # 10 missed beats: a GC pause or a busy worker is not "down"
-    verify_host_keys: bool = True
-    ssh_config: str | None = None
-    memfree: int | None = None  # bytes; do not start tasks on a host with less available
-    # The lasair-parallel version workers must run (app runs: the head's own); a worker whose
-    # agent reports another is refused, with a message saying to deploy.
-    require_version: str | None = None
 
 
 @dataclass
@@ -212,8 +166,8 @@ class Scheduler:
                 conn.close()
                 if self.stopping or self.finished.is_set():
                     return  # the run ended while this host was still connecting
-                permanent = _permanent(e)
-                self._host_failed(h, _describe(e), permanent)
+                permanent = is_permanent(e)
+                self._host_failed(h, describe_error(e), permanent)
                 if permanent:
                     return
                 gevent.sleep(delay)
@@ -245,7 +199,7 @@ class Scheduler:
             except HostDown as e:
                 reason = str(e)
             except Exception as e:  # an SSH library error is a lost host, not a crashed head
-                reason = _describe(e)
+                reason = describe_error(e)
             conn.close()
             if self.stopping or self.finished.is_set():
                 return
@@ -343,7 +297,7 @@ class Scheduler:
             h.stager.fetch(r.task, self._log_paths(r.task, r.attempt), ev)
         except Exception as e:
             ev = dict(ev, rc=None)
-            reason = f"copying outputs back failed: {_describe(e)}"
+            reason = f"copying outputs back failed: {describe_error(e)}"
         finally:
             self.copying -= 1
         self._finish(h, r, ev, reason=reason)
@@ -357,7 +311,7 @@ class Scheduler:
             self._end(h, r, "ok", "done", ev)
         else:
             if reason is None:
-                reason = _failure_reason(ev, missing)
+                reason = failure_reason(ev, missing)
             outcome = "timeout" if ev.get("timed_out") else "failed"
             n = self.failures[r.task.id] = self.failures.get(r.task.id, 0) + 1
             self.failed_hosts.setdefault(r.task.id, set()).add(h.label)
@@ -515,35 +469,8 @@ class Scheduler:
         except Exception as e:
             h.running.pop(key, None)
             h.free.append(r.slot)
-            self._finish(h, r, {"rc": None}, reason=f"sending inputs failed: {_describe(e)}")
+            self._finish(h, r, {"rc": None}, reason=f"sending inputs failed: {describe_error(e)}")
             self._dispatch()
             return
         if key in h.running and h.conn is not None:
             h.conn.send(msg)
-
-
-def _failure_reason(ev: dict, missing: list[str]) -> str:
-    if ev.get("timed_out"):
-        return "timed out (--timeout); its process group was killed"
-    if ev.get("sig"):
-        return f"killed by signal {ev['sig']}"
-    if ev.get("rc") is None:
-        return "exit status unknown"
-    if ev["rc"] != 0:
-        return f"exit status {ev['rc']}"
-    return "declared outputs missing: " + ", ".join(missing)
-
-
-def _permanent(e: Exception) -> bool:
-    """Errors that another try will not fix: a bad host key, refused credentials."""
-    name = type(e).__name__
-    return name in ("HostKeyError", "AuthenticationError")
-
-
-def _describe(e: Exception) -> str:
-    msg = str(e)
-    if type(e).__name__ == "AuthenticationError":
-        return "authentication failed (check user and identity file)"
-    if type(e).__name__ in ("ConnectionRefusedError", "ConnectionError", "UnknownHostError"):
-        return f"cannot connect ({msg.splitlines()[0] if msg else type(e).__name__})"
-    return msg.splitlines()[0] if msg else type(e).__name__
