@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -42,10 +43,11 @@ def test_live_page_matches_journal(tmp_path):
     server = None
     try:
         def settled():
-            if not (run / "journal.sqlite").exists():
+            try:  # the journal may not exist yet, or be mid-creation
+                states = dict(journal(run).execute(
+                    "SELECT state, COUNT(*) FROM tasks GROUP BY state"))
+            except sqlite3.Error:
                 return False
-            db = journal(run)
-            states = dict(db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state"))
             return states.get("done") == 3 and states.get("failed") == 1 and \
                 states.get("running") == 4
         wait_for(settled)
