@@ -24,7 +24,6 @@ task group the agent had, so a lost worker never leaves orphans running.
 import base64
 import json
 import os
-import queue
 import re
 import shutil
 import signal
@@ -133,7 +132,6 @@ class Agent:
         self.lock = threading.Lock()
         self.tasks = {}  # key -> Popen
         self.timed_out = set()
-        self.events = queue.Queue()
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:

@@ -11,6 +11,7 @@ import logging
 import os
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -143,7 +144,7 @@ def run(ctx: click.Context, app: str | None, tasks_file: str | None, workers: st
         fail(str(e))
     except (AppUsageError, ValueError, OSError) as e:
         fail(f"{app or tasks_file}: {e}")
-    if not verify_host_keys_ok(opts):
+    if not opts.verify_host_keys:
         click.echo("parallel: warning: host keys are NOT verified (--no-host-key-check); "
                    "a man-in-the-middle could run your tasks", err=True)
     command_line = shlex.join(["parallel", *sys.argv[1:]])
@@ -186,10 +187,6 @@ def _serve_in_background(rdir: Path, port: int) -> None:
     click.echo(f"live view: http://127.0.0.1:{port}/", err=True)
 
 
-def verify_host_keys_ok(opts: Options) -> bool:
-    return opts.verify_host_keys
-
-
 def _raise_usage(message: str) -> None:
     raise AppUsageError(f"{message} (see --help)")
 
@@ -198,9 +195,7 @@ def _default_hosts(procs: int | None) -> list[HostSpec]:
     if Path("hosts.yaml").exists():
         return read_hosts("hosts.yaml", procs)
     hosts = default_workers()
-    if procs:
-        hosts = [HostSpec(host=h.host, transport=h.transport, procs=procs) for h in hosts]
-    return hosts
+    return [replace(h, procs=procs) for h in hosts] if procs else hosts
 
 
 def _parse_size(text: str) -> int:

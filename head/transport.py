@@ -23,7 +23,6 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-import gevent
 from gevent import select as gselect
 from gevent import subprocess as gsubprocess
 
@@ -82,6 +81,7 @@ class Connection:
         self._stderr_tail = b""
         self._closed = False
         self._pumping = False
+        self._inbuf = b""  # bytes read after the hello line, before the pump starts
         self.last_seen = time.monotonic()
 
     # -- implemented by transports
@@ -156,8 +156,7 @@ class Connection:
                 self._close_wake()
 
     def _pump(self) -> None:
-        buf = getattr(self, "_inbuf", b"")
-        self._inbuf = b""
+        buf, self._inbuf = self._inbuf, b""
         self.last_seen = time.monotonic()
         if buf:
             buf = self._dispatch(buf)
@@ -369,11 +368,8 @@ class SSHConnection(Connection):
         if client is None:
             return
         try:
-            if self.chan is not None:
-                # Closing the socket is enough: sshd sees the TCP close, closes the agent's
-                # stdin, and the agent kills its tasks.  A polite channel close could block
-                # on a hung peer.
-                pass
+            # Closing the socket is enough: sshd sees the TCP close, closes the agent's stdin,
+            # and the agent kills its tasks.  A polite channel close could block on a hung peer.
             sock = client.sock
             if sock is not None:
                 try:
@@ -394,6 +390,3 @@ def open_connection(spec: HostSpec, target: SSHTarget | None, on_event, heartbea
     assert target is not None
     return SSHConnection(spec, target, on_event, heartbeat, heartbeat_timeout, verify_host_key)
 
-
-def sleep(seconds: float) -> None:
-    gevent.sleep(seconds)

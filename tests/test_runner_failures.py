@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from helpers import count, journal, parallel, processes_with, start_parallel, wait_for
@@ -47,13 +49,34 @@ def agent_pid(run_dir: Path, host: str) -> int:
     return int(detail.split()[-1])
 
 
-def test_worker_sshd_and_agent_killed_mid_run(fresh_bed, tmp_path):
+@dataclass
+class Work:
+    """A run of ``task_file`` tasks started in the background over a fresh bed."""
+
+    proc: subprocess.Popen
+    run: Path
+    token: str
+    tasks: Path
+    hosts: Path
+    bed: object
+
+    def rerun(self) -> subprocess.CompletedProcess:
+        return parallel("run", "--tasks", self.tasks, "--workers", self.hosts, "--ssh-config",
+                        self.bed.ssh_config, cwd=self.run.parents[1])
+
+
+def start_work(bed, tmp_path: Path, *extra: str, seconds: float = 0.6, n: int = N_TASKS) -> Work:
     token = f"{time.time_ns() % 10**6:06d}"
-    hosts = fresh_bed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=True)
-    tl = task_file(tmp_path, token)
-    run = tmp_path / "runs" / "work"
+    hosts = bed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=True)
+    tl = task_file(tmp_path, token, seconds=seconds, n=n)
     proc = start_parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config",
-                          fresh_bed.ssh_config, "--heartbeat-timeout", "3", cwd=tmp_path)
+                          bed.ssh_config, *extra, cwd=tmp_path)
+    return Work(proc, tmp_path / "runs" / "work", token, tl, hosts, bed)
+
+
+def test_worker_sshd_and_agent_killed_mid_run(fresh_bed, tmp_path):
+    w = start_work(fresh_bed, tmp_path, "--heartbeat-timeout", "3")
+    proc, run, token = w.proc, w.run, w.token
     victim = fresh_bed.hosts[0]
     wait_for(lambda: ok_count(run) >= 4)
     pid = agent_pid(run, victim.label)
@@ -74,12 +97,8 @@ def test_worker_sshd_and_agent_killed_mid_run(fresh_bed, tmp_path):
 
 
 def test_frozen_host_is_detected_by_heartbeat(fresh_bed, tmp_path):
-    token = f"{time.time_ns() % 10**6:06d}"
-    hosts = fresh_bed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=True)
-    tl = task_file(tmp_path, token)
-    run = tmp_path / "runs" / "work"
-    proc = start_parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config",
-                          fresh_bed.ssh_config, "--heartbeat-timeout", "2", cwd=tmp_path)
+    w = start_work(fresh_bed, tmp_path, "--heartbeat-timeout", "2")
+    proc, run = w.proc, w.run
     wait_for(lambda: ok_count(run) >= 2)
     victim = fresh_bed.hosts[1]
     pid = agent_pid(run, victim.label)
@@ -96,12 +115,8 @@ def test_frozen_host_is_detected_by_heartbeat(fresh_bed, tmp_path):
 
 
 def test_head_sigkill_then_rerun_resumes_exactly(fresh_bed, tmp_path):
-    token = f"{time.time_ns() % 10**6:06d}"
-    hosts = fresh_bed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=True)
-    tl = task_file(tmp_path, token)
-    run = tmp_path / "runs" / "work"
-    proc = start_parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config",
-                          fresh_bed.ssh_config, cwd=tmp_path)
+    w = start_work(fresh_bed, tmp_path)
+    proc, run, token = w.proc, w.run, w.token
     wait_for(lambda: ok_count(run) >= 6)
     proc.kill()
     proc.wait()
@@ -111,8 +126,7 @@ def test_head_sigkill_then_rerun_resumes_exactly(fresh_bed, tmp_path):
     assert 6 <= len(done_before) < N_TASKS
     # The agents saw their channel close and killed their tasks.
     wait_for(lambda: processes_with(f"sleep 0.6{token}") == [], timeout=10)
-    p = parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config", fresh_bed.ssh_config,
-                 cwd=tmp_path)
+    p = w.rerun()
     assert p.returncode == 0, p.stderr
     assert f"{len(done_before)} of {N_TASKS} task(s) already done" in p.stderr
     assert_outputs_exact(tmp_path)
@@ -127,12 +141,8 @@ def test_head_sigkill_then_rerun_resumes_exactly(fresh_bed, tmp_path):
 
 
 def test_ctrl_c_stops_every_task_and_rerun_finishes(fresh_bed, tmp_path):
-    token = f"{time.time_ns() % 10**6:06d}"
-    hosts = fresh_bed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=True)
-    tl = task_file(tmp_path, token, seconds=2.0, n=12)
-    run = tmp_path / "runs" / "work"
-    proc = start_parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config",
-                          fresh_bed.ssh_config, cwd=tmp_path)
+    w = start_work(fresh_bed, tmp_path, seconds=2.0, n=12)
+    proc, run, token = w.proc, w.run, w.token
     wait_for(lambda: running_count(run) >= 4)  # two hosts x two slots all busy
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -142,7 +152,6 @@ def test_ctrl_c_stops_every_task_and_rerun_finishes(fresh_bed, tmp_path):
     killed = journal(run).execute(
         "SELECT COUNT(*) FROM attempts WHERE outcome = 'killed'").fetchone()[0]
     assert killed >= 4
-    p = parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config", fresh_bed.ssh_config,
-                 cwd=tmp_path)
+    p = w.rerun()
     assert p.returncode == 0, p.stderr
     assert_outputs_exact(tmp_path, n=12)
