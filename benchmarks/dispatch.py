@@ -38,7 +38,7 @@ def run_ours(bed: SSHBed, work: Path, name: str, commands: list[str],
     tl = work / f"{name}.txt"
     tl.write_text("\n".join(commands) + "\n")
     hosts = bed.write_hosts_yaml(work / "hosts.yaml", procs=SLOTS, shared_fs=True)
-    cmd = [sys.executable, "-m", "head.cli", "run", "--tasks", str(tl), "--workers", str(hosts),
+    cmd = [sys.executable, "-m", "lasair_parallel.head.cli.main", "run", "--tasks", str(tl), "--workers", str(hosts),
            "--ssh-config", str(bed.ssh_config), "-q", "--name", name]
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, cwd=work, stderr=subprocess.PIPE, text=True)
@@ -116,7 +116,7 @@ def main() -> None:
         tl.write_text("true\n" * n_queued)
         hosts = bed.write_hosts_yaml(work / "hosts.yaml", procs=SLOTS, shared_fs=True)
         t0 = time.perf_counter()
-        p = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "head.cli",
+        p = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "lasair_parallel.head.cli.main",
                             "run", "--tasks", str(tl), "--workers", str(hosts), "--ssh-config",
                             str(bed.ssh_config), "-q", "--name", "queued"],
                            cwd=work, capture_output=True, text=True)

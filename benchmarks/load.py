@@ -89,7 +89,7 @@ CPU: list[tuple[str, float, float]] = []  # (label, client CPU s, server CPU s) 
 def run_cli(shards: Path, url: str, schema: Path, parallel: int, env: dict,
             server_pid: int | None = None, label: str = "") -> float:
     """Seconds for one CLI run (a fresh table), as a subprocess; CPU use goes to ``CPU``."""
-    argv = [sys.executable, "-m", "csv_to_database.cli", str(shards), "--db", url, "--table",
+    argv = [sys.executable, "-m", "lasair_parallel.csv_to_database.cli", str(shards), "--db", url, "--table",
             "objects", "--create", "--schema", str(schema), "--parallel", str(parallel), "-q"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     s0 = cpu_seconds(server_pid) if server_pid else 0.0

@@ -4,7 +4,7 @@
 
 128,000 synthetic objects (Lasair's benchmark size) are written to a SQLite file (setup, not
 timed), then one task reads them by key range, computes the features and writes one shard: the
-worker's command (``python -m apps.rebuild_objects.task``) as a subprocess, so its peak memory
+worker's command (``python -m lasair_parallel.apps.rebuild_objects.task``) as a subprocess, so its peak memory
 (ru_maxrss) is the task's own, not the set-up's.  The feature step is also timed alone, on the
 block as the task reads it (sorted by the SQL index) and on the generator's block (rows out of
 jd order: the sort included), and the plain per-object reference loop runs on the first
@@ -26,18 +26,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from lasair_parallel.apps.rebuild_objects.features import compute_features  # noqa: E402
+from lasair_parallel.apps.rebuild_objects.sources import open_source  # noqa: E402
+from lasair_parallel.apps.rebuild_objects.sources.dbwrite import write_sqlite  # noqa: E402
 from reference_features import reference_features, rows_of  # noqa: E402
-
-from apps.rebuild_objects.features import compute_features  # noqa: E402
-from apps.rebuild_objects.sources import open_source  # noqa: E402
-from apps.rebuild_objects.sources.dbwrite import write_sqlite  # noqa: E402
 
 LASAIR_S_PER_OBJECT = 7828 / 128_000  # anchors.md section 1
 
 
 def run_task(spec: str, first: str, last: str, out: Path) -> dict:
     """The worker's command in a subprocess; its own report line parsed."""
-    cmd = [sys.executable, "-m", "apps.rebuild_objects.task", "--source", spec, "--first", first,
+    cmd = [sys.executable, "-m", "lasair_parallel.apps.rebuild_objects.task", "--source", spec, "--first", first,
            "--last", last, "--output", str(out)]
     t = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, check=True,

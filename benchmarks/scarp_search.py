@@ -18,11 +18,10 @@ import types
 from pathlib import Path
 
 import numpy as np
+from lasair_parallel.apps.scarp_search.io import read_dem
+from lasair_parallel.apps.scarp_search.matching import match
+from lasair_parallel.apps.scarp_search.templates import search_grid
 from scipy.special import erf
-
-from apps.scarp_search.io import read_dem
-from apps.scarp_search.matching import match
-from apps.scarp_search.templates import search_grid
 
 CARRIZO = Path(__file__).resolve().parents[2] / "shared" / "data" / "dem" / "carrizo.tif"
 

@@ -40,7 +40,7 @@ def main() -> None:
     try:
         hosts = bed.write_hosts_yaml(work / "hosts.yaml", procs=1, shared_fs=False,
                                      workdir=work / "worker")
-        base = [sys.executable, "-m", "head.cli", "run", "apps/busy", "--workers", str(hosts),
+        base = [sys.executable, "-m", "lasair_parallel.head.cli.main", "run", "apps/busy", "--workers", str(hosts),
                 "--ssh-config", str(bed.ssh_config), "-q"]
         for name, extra in (("stream", ["--emit-rows", str(per_task)]),
                             ("copyback", ["--emit-rows", str(per_task), "--emit-to-file"])):

@@ -1,6 +1,6 @@
 """``csv_to_database``: bulk-load CSV shards into MySQL/MariaDB/Galera or SQLite, exactly once.
 
-A thin layer over :mod:`csv_to_database.load`: parses flags, shows progress and turns the
+A thin layer over :mod:`lasair_parallel.csv_to_database.load`: parses flags, shows progress and turns the
 library's exceptions into one-line errors. Exit status: 0 all shards loaded or skipped,
 1 some shards failed, 2 bad usage or input.
 """
@@ -10,10 +10,13 @@ from __future__ import annotations
 import sys
 
 import click
-
-from csv_to_database.errors import LoadError
-from csv_to_database.load import LoadOptions, ShardResult, find_shards, load_shards
-from csv_to_database.targets import DEFAULT_PASSWORD_ENV, find_credentials, parse_db_urls
+from lasair_parallel.csv_to_database.errors import LoadError
+from lasair_parallel.csv_to_database.load import LoadOptions, ShardResult, find_shards, load_shards
+from lasair_parallel.csv_to_database.targets import (
+    DEFAULT_PASSWORD_ENV,
+    find_credentials,
+    parse_db_urls,
+)
 
 DEFAULT_DB = "sqlite:///lasair.db"
 
@@ -69,6 +72,8 @@ class _Progress:
 
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(None, "-V", "--version", package_name="lasair-parallel",
+                      prog_name="csv_to_database (lasair-parallel)")
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--db", "dbs", multiple=True, default=[DEFAULT_DB], show_default=True,
               help="sqlite:///file.db or mysql://user@host:port/db; several hosts "

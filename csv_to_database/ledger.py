@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from csv_to_database.errors import ShardError
-from csv_to_database.shard import Shard
+from lasair_parallel.csv_to_database.errors import ShardError
+from lasair_parallel.csv_to_database.shard import Shard
 
 LEDGER = "csv_to_database_ledger"
 

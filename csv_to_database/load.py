@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from csv_to_database.errors import LoadError, ShardError, UsageError, show_path
-from csv_to_database.schema import load_schema
-from csv_to_database.shard import scan
-from csv_to_database.targets import Credentials, Target, check_identifier
+from lasair_parallel.csv_to_database.errors import LoadError, ShardError, UsageError, show_path
+from lasair_parallel.csv_to_database.schema import load_schema
+from lasair_parallel.csv_to_database.shard import scan
+from lasair_parallel.csv_to_database.targets import Credentials, Target, check_identifier
 
 
 @dataclass
@@ -93,9 +93,9 @@ def find_shards(sources: list[str] | tuple[str, ...]) -> list[Path]:
 def _make_loader(target: Target, creds: Credentials | None, opts: LoadOptions, tmpdir: str,
                  index: int):
     if target.kind == "sqlite":
-        from csv_to_database.sqlite_load import SQLiteLoader
+        from lasair_parallel.csv_to_database.sqlite_load import SQLiteLoader
         return SQLiteLoader(target, opts.table, opts.mode, opts.reload)
-    from csv_to_database.mysql_load import MySQLLoader
+    from lasair_parallel.csv_to_database.mysql_load import MySQLLoader
     # Every worker starts on the first host: writing through one Galera node avoids
     # certification conflicts; failover moves a worker to the next node.
     return MySQLLoader(target, creds or Credentials(), opts.table, opts.mode, opts.reload,

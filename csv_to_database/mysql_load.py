@@ -10,18 +10,17 @@ import time
 from collections.abc import Callable
 
 import pymysql
-
-from csv_to_database.errors import ShardError, UsageError
-from csv_to_database.ledger import Ledger
-from csv_to_database.schema import mysql_columns
-from csv_to_database.shard import (
+from lasair_parallel.csv_to_database.errors import ShardError, UsageError
+from lasair_parallel.csv_to_database.ledger import Ledger
+from lasair_parallel.csv_to_database.schema import mysql_columns
+from lasair_parallel.csv_to_database.shard import (
     Column,
     Shard,
     ShardReader,
     read_header,
     write_mysql_file,
 )
-from csv_to_database.targets import (
+from lasair_parallel.csv_to_database.targets import (
     NODE_DOWN_CODES,
     RETRY_CODES,
     Credentials,

@@ -6,14 +6,14 @@ import importlib.resources
 import re
 from pathlib import Path
 
-from csv_to_database.errors import UsageError
-from csv_to_database.shard import Column
+from lasair_parallel.csv_to_database.errors import UsageError
+from lasair_parallel.csv_to_database.shard import Column
 
 _CREATE = re.compile(r"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?[`\"\[]?(\w+)[`\"\]]?",
                      re.IGNORECASE)
 
 
-def find_app_schemas(table: str, package: str = "apps") -> list[tuple[str, str]]:
+def find_app_schemas(table: str, package: str = "lasair_parallel.apps") -> list[tuple[str, str]]:
     """``(origin, sql)`` for every ``<package>/*/schema/<table>.sql`` among installed apps."""
     try:
         root = importlib.resources.files(package)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 
-from csv_to_database.errors import ShardError
+from lasair_parallel.csv_to_database.errors import ShardError
 
 # Largest field accepted (bytes of text). csv's default is 128 KiB; 16 MiB is MySQL's
 # default max_allowed_packet, far above any column of the tables we load.

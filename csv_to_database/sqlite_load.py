@@ -6,10 +6,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from csv_to_database.errors import ShardError, UsageError
-from csv_to_database.ledger import Ledger
-from csv_to_database.schema import sqlite_columns, sqlite_statements
-from csv_to_database.shard import (
+from lasair_parallel.csv_to_database.errors import ShardError, UsageError
+from lasair_parallel.csv_to_database.ledger import Ledger
+from lasair_parallel.csv_to_database.schema import sqlite_columns, sqlite_statements
+from lasair_parallel.csv_to_database.shard import (
     Column,
     NotSimple,
     Shard,
@@ -17,7 +17,7 @@ from csv_to_database.shard import (
     simple_chunks,
     sqlite_rows,
 )
-from csv_to_database.targets import Target, connect_sqlite
+from lasair_parallel.csv_to_database.targets import Target, connect_sqlite
 
 VERBS = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE", "insert": "INSERT"}
 

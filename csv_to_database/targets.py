@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
-from csv_to_database.errors import ConnectError, UsageError
+from lasair_parallel.csv_to_database.errors import ConnectError, UsageError
 
 MYSQL_SCHEMES = ("mysql", "mysql+pymysql", "mariadb", "mariadb+pymysql")
 DEFAULT_PORT = 3306  # MySQL's registered port

@@ -1,5 +1,5 @@
 """The task model shared by the head and the apps: plain data, no I/O at import time."""
 
-from tasks.model import Task, python_command
+from lasair_parallel.tasks.model import Task, python_command
 
 __all__ = ["Task", "python_command"]

@@ -1,74 +1,83 @@
-"""What an app is, seen from the head: a module ``apps.<name>.app`` with a planner.
+"""The app contract: what an app provides, the same for built-in and user apps.
 
-An app module provides
+An app is a package or a plain folder with two files:
 
-``build_parser() -> argparse.ArgumentParser``
-    its options (shown by ``parallel run apps/<name> --help``; given after ``--``);
-``plan(args, ctx: PlanContext) -> list[Task]``
-    the tasks, each a shell command (usually :func:`tasks.python_command` running
-    ``apps.<name>.task`` on the worker), with weights and declared outputs under ``ctx.run_dir``;
-``gather(args, ctx: PlanContext) -> None``  (optional)
-    run on the head after every task succeeded (e.g. reduce partial results);
-``describe(args, ctx, tasks) -> str``  (optional)
-    a line printed before the run starts (e.g. a time estimate).
+``app.py``, the planner, imported on the head (see :class:`App`);
+``task.py``, run on a worker for each task as a main module (``python -m``-style, without the
+worker's working directory on ``sys.path``): it parses the arguments its planner gave it,
+does one piece of work and writes its declared outputs atomically
+(:func:`lasair_parallel.tasks.outputs.atomic_write`) or streams rows
+(:mod:`lasair_parallel.tasks.emit`).
 
-Apps import from ``tasks`` only; the head imports apps by name through :func:`load_app`.
+Apps import from ``lasair_parallel.tasks`` only; the head finds them (built-in, plugin,
+module or folder) in :mod:`lasair_parallel.head.appload`.
 """
 
 from __future__ import annotations
 
-import importlib
+import argparse
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from typing import Any, Protocol, runtime_checkable
+
+from lasair_parallel.tasks.errors import UsageError
+from lasair_parallel.tasks.model import Task, python_command
 
 APP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class AppError(ValueError):
+class AppError(UsageError):
     """An app name or app option that cannot be used; the message says how to fix it."""
 
 
 @dataclass(frozen=True)
 class PlanContext:
-    """What a planner may know about the run it plans for."""
+    """What a planner may know about the run it plans for, and how to start its own task."""
 
     run_dir: Path  # absolute; outputs go under it
     slots: int  # total worker slots (sum of procs), for sizing tasks
     hosts: int  # number of worker hosts
+    task_module: str = ""  # the app's worker module (``task`` of its package or folder)
+    code_path: str | None = None  # a code snapshot, put first on sys.path on the workers
+    code_files: tuple[str, ...] = ()  # the snapshot's files: inputs of every task
+
+    def command(self, args: Sequence[object]) -> str:
+        """The shell command that runs this app's ``task.py`` with ``args`` on a worker."""
+        return python_command(self.task_module, [str(a) for a in args], path=self.code_path)
+
+    def task(self, id: str, args: Sequence[object], **fields: Any) -> Task:
+        """A :class:`Task` running this app's ``task.py`` with ``args``.
+
+        ``fields`` are the other :class:`Task` fields (weight, outputs, inputs, stream,
+        timeout, env); the code snapshot's files are added to ``inputs``, so workers that do
+        not share the head's files receive the app's code.
+        """
+        inputs = tuple(self.code_files) + tuple(fields.pop("inputs", ()))
+        return Task(id=id, command=self.command(args), inputs=inputs, **fields)
 
 
-def app_name(spec: str) -> str:
-    """``apps/busy``, ``apps/busy/``, ``apps.busy`` or ``busy`` -> ``busy``."""
-    s = spec.strip().rstrip("/")
-    for prefix in ("apps/", "apps."):
-        if s.startswith(prefix):
-            s = s[len(prefix):]
-    if not APP_NAME.match(s):
-        raise AppError(f"{spec!r} is not an app name: use apps/<name>, e.g. apps/busy")
-    return s
+@runtime_checkable
+class App(Protocol):
+    """An app's planner module (``app.py``).
 
+    Required: :meth:`build_parser` and :meth:`plan`.  Optional: ``describe(args, ctx,
+    tasks) -> str`` (a line printed before the run, e.g. a time estimate) and ``gather(args,
+    ctx) -> None`` (run on the head after every task succeeded, e.g. to reduce partial
+    results).  The module docstring's first line is the app's description in ``parallel
+    apps``.
+    """
 
-def load_app(spec: str) -> ModuleType:
-    """Import ``apps.<name>.app`` and check it has a planner."""
-    name = app_name(spec)
-    try:
-        mod = importlib.import_module(f"apps.{name}.app")
-    except ModuleNotFoundError as e:
-        if e.name in (f"apps.{name}", f"apps.{name}.app"):
-            raise AppError(
-                f"no app named {name!r}: choose one of {', '.join(available_apps())}"
-            ) from None
-        raise
-    for attr in ("build_parser", "plan"):
-        if not hasattr(mod, attr):
-            raise AppError(f"app {name!r} has no {attr}() in apps/{name}/app.py")
-    return mod
+    def build_parser(self) -> argparse.ArgumentParser:
+        """The app's options, given after ``--`` on the command line (or as ``args=`` to run)."""
+        ...
 
+    def plan(self, args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
+        """The tasks: usually ``ctx.task(id, argv, weight=..., outputs=[...])`` each.
 
-def available_apps() -> list[str]:
-    import apps
-
-    root = Path(apps.__file__).parent
-    return sorted(p.parent.name for p in root.glob("*/app.py"))
+        Ids must be stable across reruns (they are how a resumed run knows what finished);
+        outputs go under ``ctx.run_dir``.  Raise :class:`AppError` (or ``ValueError``) for
+        unusable options: the CLI shows the message as one line with exit status 2.
+        """
+        ...

@@ -20,7 +20,7 @@ import io
 import os
 from collections.abc import Iterable, Sequence
 
-EMIT_FD_ENV = "PARALLEL_EMIT_FD"
+from lasair_parallel.tasks.protocol import ENV_EMIT_FD as EMIT_FD_ENV
 
 
 class Emitter:

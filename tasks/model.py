@@ -11,9 +11,18 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-# The agent exports the worker's configured interpreter under this name, so an app's command
-# runs on whatever Python each host has been given in hosts.yaml.
-PYTHON_ENV = "PARALLEL_PYTHON"
+from lasair_parallel.tasks.protocol import ENV_PYTHON as PYTHON_ENV
+
+# Runs a module as ``python -m`` would, but without the working directory on sys.path: a
+# worker's directory (the head's own, for a local worker) may hold a user's tasks.py or apps/
+# that would shadow ours.  ``-P`` does this on Python 3.11+ only; this works on 3.10 too.
+# ``sys.argv`` becomes [module path, args...], as with -m.  A folder given with --path is put
+# first on sys.path (a user app's code snapshot).
+BOOTSTRAP = (
+    'import sys,runpy;getattr(sys.flags,"safe_path",0) or sys.path.pop(0);a=sys.argv;'
+    'a[1:2]==["--path"] and [sys.path.insert(0,a[2]),a.__delitem__(slice(1,3))];'
+    'runpy.run_module(a.pop(1),run_name="__main__",alter_sys=True)'
+)
 
 
 @dataclass(frozen=True)
@@ -25,7 +34,7 @@ class Task:
     directory) that the task writes atomically; the head copies them back from workers that
     do not share its filesystem.  ``inputs`` are files the task reads that a worker without
     the head's filesystem must be sent first (copied once per host and run).  ``stream``, when
-    set, is where the rows the task sends with :mod:`tasks.emit` are kept (a path relative to
+    set, is where the rows the task sends with :mod:`lasair_parallel.tasks.emit` are kept (a path relative to
     the run directory), written by the head only if the attempt succeeds.  ``weight`` orders dispatch (heaviest first) and is what the
     planner balanced; it has no unit beyond "comparable within one run".
     """
@@ -65,9 +74,15 @@ class Task:
         )
 
 
-def python_command(module: str, args: Sequence[str]) -> str:
-    """Shell command running ``python -m module args`` with the worker's interpreter."""
-    return f'"${{{PYTHON_ENV}:-python3}}" -m {module} ' + shlex.join([str(a) for a in args])
+def python_command(module: str, args: Sequence[str], path: str | None = None) -> str:
+    """Shell command running ``python -m module args`` on the worker's interpreter.
+
+    The worker's working directory is not on ``sys.path`` (see :data:`BOOTSTRAP`); ``path``,
+    when given, is (e.g. a folder app's code snapshot, so ``module`` is found there).
+    """
+    extra = ["--path", str(path)] if path is not None else []
+    return (f'"${{{PYTHON_ENV}:-python3}}" -c {shlex.quote(BOOTSTRAP)} '
+            + shlex.join([*extra, module, *[str(a) for a in args]]))
 
 
 def command_ids(commands: Iterable[str]) -> list[str]:

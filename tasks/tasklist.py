@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.model import Task, command_ids
+from lasair_parallel.tasks.errors import UsageError
+from lasair_parallel.tasks.model import Task, command_ids
 
 
-class TaskListError(ValueError):
+class TaskListError(UsageError):
     """A task list that cannot be used; the message names the file, the line and the fix."""
 
 

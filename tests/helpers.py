@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-PARALLEL = [sys.executable, "-m", "head.cli"]
+PARALLEL = [sys.executable, "-m", "lasair_parallel.head.cli.main"]
 
 
 def parallel(*args: str, cwd: Path, timeout: float = 120, check: bool = False,

@@ -12,9 +12,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from apps.rebuild_objects.galactic import radec_to_galactic
-from apps.rebuild_objects.htm import htm_id
+from lasair_parallel.apps.rebuild_objects.galactic import radec_to_galactic
+from lasair_parallel.apps.rebuild_objects.htm import htm_id
 
 NULL = None
 

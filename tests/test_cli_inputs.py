@@ -6,12 +6,11 @@ import json
 
 import pytest
 from helpers import journal, parallel
-
-from head.hosts import HostsError, read_hosts
-from head.scheduler import HaltError, HaltPolicy
-from tasks.model import command_ids
-from tasks.tasklist import TaskListError, read_task_list
-from tasks.weights import split_by_weight
+from lasair_parallel.head.connect.hosts import HostsError, read_hosts
+from lasair_parallel.head.core.scheduler import HaltError, HaltPolicy
+from lasair_parallel.tasks.model import command_ids
+from lasair_parallel.tasks.tasklist import TaskListError, read_task_list
+from lasair_parallel.tasks.weights import split_by_weight
 
 
 def one_line_error(p) -> str:

@@ -1,6 +1,6 @@
 """Shared helpers and fixtures for the csv_to_database tests (imported by the other files).
 
-Every CLI test runs ``python -m csv_to_database.cli`` as a real subprocess against a real
+Every CLI test runs ``python -m lasair_parallel.csv_to_database.cli`` as a real subprocess against a real
 database: a fresh MariaDB database (session server) or a fresh SQLite file per test.
 """
 
@@ -88,7 +88,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def cli_argv(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "csv_to_database.cli", *map(str, args)]
+    return [sys.executable, "-m", "lasair_parallel.csv_to_database.cli", *map(str, args)]
 
 
 def run_cli(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None,

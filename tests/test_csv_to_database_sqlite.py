@@ -5,10 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-
-from csv_to_database import shard as shard_mod
-from csv_to_database.load import LoadOptions, load_shards
-from csv_to_database.targets import parse_db_url
+from lasair_parallel.csv_to_database import shard as shard_mod
+from lasair_parallel.csv_to_database.load import LoadOptions, load_shards
+from lasair_parallel.csv_to_database.targets import parse_db_url
 
 SCHEMA = ("CREATE TABLE t (id VARCHAR(16) PRIMARY KEY, d DOUBLE, f FLOAT, i INT, "
           "b BIGINT, s VARCHAR(20))")
@@ -46,8 +45,7 @@ BODY = ("A,70.882714,344.011336,007,-12,x\n"
 
 @pytest.mark.parametrize("big", ["", "\nE,1,1,1,9223372036854775807,y"])
 def test_fast_path_stores_what_the_row_path_stores(tmp_path, monkeypatch, big):
-    import csv_to_database.sqlite_load as sl
-
+    import lasair_parallel.csv_to_database.sqlite_load as sl
     if not big:  # all in the fast path; with a 19-digit value the row path decides
         monkeypatch.setattr(sl, "sqlite_rows", None)
     fast, fast_rows = _load(tmp_path, BODY + big)

@@ -6,17 +6,16 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from csv_to_database.errors import ShardError, UsageError, show_path
-from csv_to_database.schema import (
+from lasair_parallel.csv_to_database.errors import ShardError, UsageError, show_path
+from lasair_parallel.csv_to_database.schema import (
     check_create_sql,
     find_app_schemas,
     kind_of,
     load_schema,
     sqlite_statements,
 )
-from csv_to_database.shard import Column, Shard, match_header, scan
-from csv_to_database.targets import (
+from lasair_parallel.csv_to_database.shard import Column, Shard, match_header, scan
+from lasair_parallel.csv_to_database.targets import (
     Secret,
     find_credentials,
     parse_db_url,

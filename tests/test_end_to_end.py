@@ -49,7 +49,7 @@ def test_rebuild_objects_distributed_equals_local_and_loads(sshbed, tmp_path):
 
     db = tmp_path / "lasair.db"
     load = subprocess.run(
-        [sys.executable, "-m", "csv_to_database.cli", str(tmp_path / "runs" / "ssh" / "shards"),
+        [sys.executable, "-m", "lasair_parallel.csv_to_database.cli", str(tmp_path / "runs" / "ssh" / "shards"),
          "--db", f"sqlite:///{db}", "--table", "objects", "--create"],
         capture_output=True, text=True, cwd=tmp_path)
     assert load.returncode == 0, load.stderr
@@ -59,8 +59,7 @@ def test_rebuild_objects_distributed_equals_local_and_loads(sshbed, tmp_path):
 
 
 def test_scarp_search_distributed_equals_local(sshbed, tmp_path):
-    import apps.scarp_search as pkg
-
+    import lasair_parallel.apps.scarp_search as pkg
     dem = Path(pkg.__file__).parent / "data" / "synthetic.tif"
     grid = ["--", "--dem", str(dem), "--d", "20", "--angle-step", "30", "--log-kt-min", "0.5",
             "--log-kt-max", "1.5", "--log-kt-step", "0.5"]

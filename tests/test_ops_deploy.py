@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 from helpers import journal, parallel
-
-from head.version import head_version
+from lasair_parallel.head.version import head_version
 
 
 def fake_version_python(tmp_path: Path, version: str) -> Path:

@@ -8,20 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from apps.rebuild_objects import app, task
-from apps.rebuild_objects.features import COLUMNS, compute_features
-from apps.rebuild_objects.sources import open_source
-from tasks.app import PlanContext
+from lasair_parallel.apps.rebuild_objects import app, task
+from lasair_parallel.apps.rebuild_objects.features import COLUMNS, compute_features
+from lasair_parallel.apps.rebuild_objects.sources import open_source
+from lasair_parallel.head.appload import plan_context, resolve
 
 
 def plan(tmp_path, *argv, slots=4):
     args = app.build_parser().parse_args(list(argv))
-    return args, app.plan(args, PlanContext(tmp_path, slots, 1))
+    return args, app.plan(args, plan_context(resolve("rebuild_objects"), tmp_path, slots, 1))
 
 
 def run_in_process(t):
-    argv = shlex.split(t.command)[3:]  # drop "$PARALLEL_PYTHON" -m module
+    words = shlex.split(t.command)
+    argv = words[words.index("lasair_parallel.apps.rebuild_objects.task") + 1:]
     assert task.main(argv) == 0
 
 
@@ -46,7 +46,7 @@ def test_plan_covers_every_object_once_heaviest_first(tmp_path):
     assert len({t.id for t in tasks}) == len(tasks)
     _, again = plan(tmp_path, "--source", "synthetic:3000", "--task-seconds", "0.02")
     assert [t.id for t in again] == [t.id for t in tasks]  # stable across reruns
-    assert "tasks" in app.describe(args, PlanContext(tmp_path, 4, 1), tasks)
+    assert "tasks" in app.describe(args, plan_context(resolve("rebuild_objects"), tmp_path, 4, 1), tasks)
 
 
 def test_automatic_task_size_is_clamped():
@@ -95,7 +95,7 @@ def test_shards_match_features_and_rerun_is_identical(tmp_path):
 
 
 def test_block_file_for_sources_without_ranges(tmp_path, monkeypatch):
-    from apps.rebuild_objects.sources import sample as sample_mod
+    from lasair_parallel.apps.rebuild_objects.sources import sample as sample_mod
 
     monkeypatch.setattr(sample_mod.CsvSource, "ranges", False)
     _, tasks = plan(tmp_path, "--task-seconds", "0.004")

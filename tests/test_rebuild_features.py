@@ -9,14 +9,13 @@ import math
 
 import numpy as np
 import pytest
+from lasair_parallel.apps.rebuild_objects import shard
+from lasair_parallel.apps.rebuild_objects.features import COLUMNS, compute_features
+from lasair_parallel.apps.rebuild_objects.galactic import radec_to_galactic
+from lasair_parallel.apps.rebuild_objects.htm import htm_id, htm_id_reference
+from lasair_parallel.apps.rebuild_objects.sources import open_source
+from lasair_parallel.apps.rebuild_objects.sources.base import from_frame
 from reference_features import reference_features, rows_of
-
-from apps.rebuild_objects import shard
-from apps.rebuild_objects.features import COLUMNS, compute_features
-from apps.rebuild_objects.galactic import radec_to_galactic
-from apps.rebuild_objects.htm import htm_id, htm_id_reference
-from apps.rebuild_objects.sources import open_source
-from apps.rebuild_objects.sources.base import from_frame
 
 
 def assert_matches_reference(det, window_days=0.0):

@@ -6,16 +6,15 @@ import os
 
 import numpy as np
 import pytest
-
-from apps.rebuild_objects.features import compute_features
-from apps.rebuild_objects.sources import open_source, sql
-from apps.rebuild_objects.sources.cassandra import (
+from lasair_parallel.apps.rebuild_objects.features import compute_features
+from lasair_parallel.apps.rebuild_objects.sources import open_source, sql
+from lasair_parallel.apps.rebuild_objects.sources.cassandra import (
     CassandraSource,
     backoff,
     rows_to_detections,
     split_results,
 )
-from apps.rebuild_objects.sources.dbwrite import write_mysql, write_sqlite
+from lasair_parallel.apps.rebuild_objects.sources.dbwrite import write_mysql, write_sqlite
 
 
 def features_of(src, first=None, last=None):
@@ -133,7 +132,7 @@ def test_cassandra_source_against_server():
               "fid int, magpsf double, sigmapsf double, isdiffpos text, ra double, dec double, "
               "nid int, rb double, drb double, ssnamenr text, sgmag1 double, srmag1 double, "
               "sgscore1 double, distpsnr1 double, PRIMARY KEY (objectid, jd, candid))")
-    from apps.rebuild_objects.sources.dbwrite import candidate_rows
+    from lasair_parallel.apps.rebuild_objects.sources.dbwrite import candidate_rows
 
     sample = open_source("sample")
     ids, _ = sample.list_objects()

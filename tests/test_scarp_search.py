@@ -10,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from lasair_parallel.apps.scarp_search import app
+from lasair_parallel.apps.scarp_search.gather import load_partial, to_maps
+from lasair_parallel.apps.scarp_search.io import read_dem, write_geotiff
+from lasair_parallel.apps.scarp_search.matching import Matcher, match
+from lasair_parallel.apps.scarp_search.templates import default_kts, search_grid
+from lasair_parallel.apps.scarp_search.traces import strongest_trace
+from lasair_parallel.head.appload import plan_context, resolve
 from scipy.special import erf
-
-from apps.scarp_search import app
-from apps.scarp_search.gather import load_partial, to_maps
-from apps.scarp_search.io import read_dem, write_geotiff
-from apps.scarp_search.matching import Matcher, match
-from apps.scarp_search.templates import default_kts, search_grid
-from apps.scarp_search.traces import strongest_trace
-from tasks.app import PlanContext
 
 CARRIZO = Path(__file__).resolve().parents[2] / "shared" / "data" / "dem" / "carrizo.tif"
 
@@ -110,7 +109,7 @@ def test_distributed_equals_single_process(tmp_path: Path) -> None:
     argv = ["--dem", str(dem), "--d", "15", "--angle-step", "10", "--log-kt-step", "0.5",
             "--snr-min", "10"]
     args = app.build_parser().parse_args(argv)
-    ctx = PlanContext(run_dir=tmp_path / "run", slots=3, hosts=1)
+    ctx = plan_context(resolve("scarp_search"), tmp_path / "run", slots=3, hosts=1)
     tasks = app.plan(args, ctx)
     assert len(tasks) >= 3 and [t.id for t in tasks] == [t.id for t in app.plan(args, ctx)]
     env = dict(os.environ, PARALLEL_PYTHON=sys.executable)

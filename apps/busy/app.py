@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from tasks import Task, python_command
-from tasks.app import PlanContext
+from lasair_parallel.tasks import Task
+from lasair_parallel.tasks.app import PlanContext
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,16 +75,16 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
         if args.mode == "sleep" and not args.mem_mb and not args.emit_rows:
             command = shell_sleep(i, seconds, outputs, fail="--fail" in argv)
         else:
-            command = python_command("apps.busy.task", argv)
+            command = ctx.command(argv)
         tasks.append(Task(id=f"busy-{i:05d}", command=command, weight=seconds, outputs=outputs,
-                          stream=stream))
+                          stream=stream, inputs=ctx.code_files))
     return tasks
 
 
 def shell_sleep(i: int, seconds: float, outputs: tuple[str, ...], fail: bool) -> str:
     """A sleep task as plain shell: no interpreter start-up (~0.1 s of CPU per task), so a
     sweep on a 2-core machine measures the scheduler, not Python starting 32 times at once.
-    Same output file, stdout line and exit status as ``apps.busy.task``."""
+    Same output file, stdout line and exit status as ``lasair_parallel.apps.busy.task``."""
     cmd = f"sleep {seconds}"
     for out in outputs:
         q = shlex.quote(out)

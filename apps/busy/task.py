@@ -1,4 +1,4 @@
-"""Run one busy task on a worker: ``python -m apps.busy.task --index I --seconds S``."""
+"""Run one busy task on a worker: ``python -m lasair_parallel.apps.busy.task --index I --seconds S``."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import socket
 import sys
 import time
 
-from tasks.emit import emitter
-from tasks.outputs import atomic_write
+from lasair_parallel.tasks.emit import emitter
+from lasair_parallel.tasks.outputs import atomic_write
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="apps.busy.task")
+    p = argparse.ArgumentParser(prog="lasair_parallel.apps.busy.task")
     p.add_argument("--index", type=int, required=True)
     p.add_argument("--seconds", type=float, default=1.0)
     p.add_argument("--mode", choices=("cpu", "sleep"), default="cpu")

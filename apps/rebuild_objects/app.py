@@ -7,11 +7,10 @@ import hashlib
 import re
 
 import numpy as np
-
-from tasks import Task, python_command
-from tasks.app import PlanContext
-from tasks.outputs import atomic_write
-from tasks.weights import split_by_weight, target_block_weight
+from lasair_parallel.tasks import Task
+from lasair_parallel.tasks.app import PlanContext
+from lasair_parallel.tasks.outputs import atomic_write
+from lasair_parallel.tasks.weights import split_by_weight, target_block_weight
 
 # Detections per second of one process, end to end (read + features + shard), measured by
 # benchmarks/rebuild_objects.py on the SQLite source (see benchmarks/README.md):
@@ -68,7 +67,7 @@ def _task_id(first: str, last: str, tag: str) -> str:
 
 def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
     """One task per block of objects; ids derive from the block's first/last objectId."""
-    from apps.rebuild_objects.sources import open_source
+    from lasair_parallel.apps.rebuild_objects.sources import open_source
 
     if args.window_days < 0:
         raise ValueError("--window-days must be >= 0")
@@ -105,11 +104,10 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
             argv += ["--objects-file", str(block_file)]
             inputs = (str(block_file),)  # sent to workers without the head's filesystem
         w = float(weights[block].sum())
-        tasks.append(Task(id=tid, command=python_command("apps.rebuild_objects.task", argv),
-                          weight=w, inputs=inputs,
-                          outputs=() if args.stream else (str(out),),
-                          stream=f"shards/{tid}.csv" if args.stream else None,
-                          timeout=max(60.0, 10.0 * w / args.rate)))
+        tasks.append(ctx.task(tid, argv, weight=w, inputs=inputs,
+                              outputs=() if args.stream else (str(out),),
+                              stream=f"shards/{tid}.csv" if args.stream else None,
+                              timeout=max(60.0, 10.0 * w / args.rate)))
     return tasks
 
 

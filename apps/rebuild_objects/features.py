@@ -31,10 +31,9 @@ rules with a plain loop):
 from __future__ import annotations
 
 import numpy as np
-
-from apps.rebuild_objects.galactic import radec_to_galactic
-from apps.rebuild_objects.htm import htm_id
-from apps.rebuild_objects.sources.base import Detections
+from lasair_parallel.apps.rebuild_objects.galactic import radec_to_galactic
+from lasair_parallel.apps.rebuild_objects.htm import htm_id
+from lasair_parallel.apps.rebuild_objects.sources.base import Detections
 
 G, R = 1, 2  # ZTF fid values
 BANDS = (("g", G), ("r", R))

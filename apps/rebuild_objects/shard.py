@@ -21,9 +21,8 @@ import re
 from pathlib import Path
 
 import numpy as np
-
-from apps.rebuild_objects.features import COLUMNS
-from tasks.outputs import atomic_write
+from lasair_parallel.apps.rebuild_objects.features import COLUMNS
+from lasair_parallel.tasks.outputs import atomic_write
 
 try:  # the formatter the shard text is defined by; see _format_float for the fallback
     import orjson

@@ -1,6 +1,6 @@
 """Rebuild the features of one block of objects into one CSV shard.
 
-``python -m apps.rebuild_objects.task --source SPEC --first ID --last ID --output SHARD.csv``
+``python -m lasair_parallel.apps.rebuild_objects.task --source SPEC --first ID --last ID --output SHARD.csv``
 (or ``--objects-file BLOCK.txt``, one objectId a line).  The shard is written atomically; a rerun
 rewrites the identical file.
 """
@@ -13,14 +13,14 @@ import sys
 import time
 from pathlib import Path
 
-from apps.rebuild_objects.features import compute_features
-from apps.rebuild_objects.shard import shard_bytes, write_shard
-from apps.rebuild_objects.sources import open_source
-from tasks.emit import emitter
+from lasair_parallel.apps.rebuild_objects.features import compute_features
+from lasair_parallel.apps.rebuild_objects.shard import shard_bytes, write_shard
+from lasair_parallel.apps.rebuild_objects.sources import open_source
+from lasair_parallel.tasks.emit import emitter
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m apps.rebuild_objects.task")
+    p = argparse.ArgumentParser(prog="python -m lasair_parallel.apps.rebuild_objects.task")
     p.add_argument("--source", default="sample", help="source spec (see the app's --help)")
     p.add_argument("--first", help="first objectId of the block (listing order)")
     p.add_argument("--last", help="last objectId of the block (inclusive)")
@@ -37,7 +37,7 @@ def run(source: str, output: str | Path | None, first: str | None = None, last: 
         objects_file: str | None = None, window_days: float = 0.0) -> dict:
     """Read the block, compute its features, write the shard; returns counts and timings.
 
-    ``output`` None streams the shard to the head (``tasks.emit``) instead of a file.
+    ``output`` None streams the shard to the head (``lasair_parallel.tasks.emit``) instead of a file.
     """
     t0 = time.perf_counter()
     src = open_source(source)

@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from apps.scarp_search.task import add_grid_options
-from tasks import Task, python_command
-from tasks.app import PlanContext
-from tasks.weights import split_by_weight, target_block_weight
+from lasair_parallel.apps.scarp_search.task import add_grid_options
+from lasair_parallel.tasks import Task
+from lasair_parallel.tasks.app import PlanContext
+from lasair_parallel.tasks.weights import split_by_weight, target_block_weight
 
 PARTS = "parts"
 
@@ -33,13 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _grid(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
-    from apps.scarp_search.templates import search_grid
+    from lasair_parallel.apps.scarp_search.templates import search_grid
 
     return search_grid(args.angle_step, args.log_kt_min, args.log_kt_max, args.log_kt_step)
 
 
 def _shape(path: str) -> tuple[int, int]:
-    from apps.scarp_search.io import read_dem
+    from lasair_parallel.apps.scarp_search.io import read_dem
 
     return read_dem(path).z.shape
 
@@ -64,17 +63,16 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
                 "--d", repr(args.d), "--angle-step", repr(args.angle_step),
                 "--log-kt-min", repr(args.log_kt_min), "--log-kt-max", repr(args.log_kt_max),
                 "--log-kt-step", repr(args.log_kt_step)]
-        tasks.append(Task(id=f"scarp-{i0:04d}-{i1:04d}",
-                          command=python_command("apps.scarp_search.task", argv),
-                          weight=float((i1 - i0) * len(kts) * ny * nx),
-                          outputs=(str(out),), inputs=(dem,), timeout=args.timeout))
+        tasks.append(ctx.task(f"scarp-{i0:04d}-{i1:04d}", argv,
+                              weight=float((i1 - i0) * len(kts) * ny * nx),
+                              outputs=(str(out),), inputs=(dem,), timeout=args.timeout))
     return tasks
 
 
 def measure_rate(args: argparse.Namespace) -> tuple[float, float]:
     """Seconds per template and per strike, measured on this DEM (one strike, every kt)."""
-    from apps.scarp_search.io import read_dem
-    from apps.scarp_search.matching import Matcher
+    from lasair_parallel.apps.scarp_search.io import read_dem
+    from lasair_parallel.apps.scarp_search.matching import Matcher
 
     dem = read_dem(args.dem)
     angles, kts = _grid(args)
@@ -98,8 +96,8 @@ def describe(args: argparse.Namespace, ctx: PlanContext, tasks: list[Task]) -> s
 
 def gather(args: argparse.Namespace, ctx: PlanContext) -> None:
     """Reduce the partials into best_fit.tif, detections.csv and detections.png."""
-    from apps.scarp_search.gather import reduce_partials, write_outputs
-    from apps.scarp_search.io import read_dem
+    from lasair_parallel.apps.scarp_search.gather import reduce_partials, write_outputs
+    from lasair_parallel.apps.scarp_search.io import read_dem
 
     angles, kts = _grid(args)
     paths = [ctx.run_dir / PARTS / f"scarp-{i0:04d}-{i1:04d}.npz"

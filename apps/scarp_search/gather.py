@@ -7,11 +7,10 @@ import io as _io
 from pathlib import Path
 
 import numpy as np
-
-from apps.scarp_search.io import Dem, write_geotiff
-from apps.scarp_search.matching import BestFit
-from apps.scarp_search.plot import hillshade_png
-from tasks.outputs import atomic_write
+from lasair_parallel.apps.scarp_search.io import Dem, write_geotiff
+from lasair_parallel.apps.scarp_search.matching import BestFit
+from lasair_parallel.apps.scarp_search.plot import hillshade_png
+from lasair_parallel.tasks.outputs import atomic_write
 
 BANDS = ["amplitude_m", "kt_m2", "strike_deg", "snr"]
 CSV_COLUMNS = ["row", "col", "x", "y", "strike_deg", "kt_m2", "amplitude_m", "snr"]

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from lasair_parallel.tasks.outputs import atomic_write
 from rasterio.io import MemoryFile
-
-from tasks.outputs import atomic_write
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from lasair_parallel.apps.scarp_search.curvature import directional, hessian
+from lasair_parallel.apps.scarp_search.templates import (
+    DEFAULT_ANGLES,
+    default_kts,
+    half_width,
+    lattice_profile,
+)
 from scipy import fft as sfft
-
-from apps.scarp_search.curvature import directional, hessian
-from apps.scarp_search.templates import DEFAULT_ANGLES, default_kts, half_width, lattice_profile
 
 # SNR's misfit is sum K^2 - A sum W K, a difference of float32 sums; below this fraction of
 # sum K^2 it is rounding, so it is clamped there (caps SNR near 1e6 per unit rho^2 on a

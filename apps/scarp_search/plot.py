@@ -6,8 +6,7 @@ import io as _io
 from pathlib import Path
 
 import numpy as np
-
-from tasks.outputs import atomic_write
+from lasair_parallel.tasks.outputs import atomic_write
 
 
 def hillshade_png(path: str | Path, z: np.ndarray, dx_e: float, dy_n: float,

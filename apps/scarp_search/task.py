@@ -1,6 +1,6 @@
 """Worker entry: search a range of strikes on one DEM and write a partial best fit.
 
-``python -m apps.scarp_search.task --dem D --d 100 --angles 0:23 --out part.npz``
+``python -m lasair_parallel.apps.scarp_search.task --dem D --d 100 --angles 0:23 --out part.npz``
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import argparse
 import sys
 import time
 
-from apps.scarp_search.gather import save_partial
-from apps.scarp_search.io import read_dem
-from apps.scarp_search.matching import Matcher
-from apps.scarp_search.templates import search_grid
+from lasair_parallel.apps.scarp_search.gather import save_partial
+from lasair_parallel.apps.scarp_search.io import read_dem
+from lasair_parallel.apps.scarp_search.matching import Matcher
+from lasair_parallel.apps.scarp_search.templates import search_grid
 
 
 def add_grid_options(p: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def add_grid_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="apps.scarp_search.task")
+    p = argparse.ArgumentParser(prog="lasair_parallel.apps.scarp_search.task")
     p.add_argument("--dem", required=True)
     p.add_argument("--angles", required=True, help="index range i0:i1 into the strike grid")
     p.add_argument("--out", required=True)

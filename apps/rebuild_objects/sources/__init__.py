@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
-
-from apps.rebuild_objects.sources.base import Detections
+from lasair_parallel.apps.rebuild_objects.sources.base import Detections
 
 
 class Source(Protocol):
@@ -39,19 +38,19 @@ class Source(Protocol):
 def open_source(spec: str) -> Source:
     """A source from its spec string (see the module docstring)."""
     if spec == "sample" or spec.startswith("csv:"):
-        from apps.rebuild_objects.sources.sample import CsvSource
+        from lasair_parallel.apps.rebuild_objects.sources.sample import CsvSource
         return CsvSource(None if spec == "sample" else spec[4:])
     if spec.startswith("synthetic:"):
-        from apps.rebuild_objects.sources.synthetic import SyntheticSource
+        from lasair_parallel.apps.rebuild_objects.sources.synthetic import SyntheticSource
         return SyntheticSource.from_spec(spec)
     if spec.startswith("sqlite:"):
-        from apps.rebuild_objects.sources.sql import sqlite_source
+        from lasair_parallel.apps.rebuild_objects.sources.sql import sqlite_source
         return sqlite_source(spec)
     if spec.startswith("mysql:"):
-        from apps.rebuild_objects.sources.sql import mysql_source
+        from lasair_parallel.apps.rebuild_objects.sources.sql import mysql_source
         return mysql_source(spec)
     if spec.startswith("cassandra:"):
-        from apps.rebuild_objects.sources.cassandra import CassandraSource
+        from lasair_parallel.apps.rebuild_objects.sources.cassandra import CassandraSource
         return CassandraSource.from_spec(spec)
     raise ValueError(
         f"unknown source {spec!r}: use sample, csv:PATH, synthetic:N, sqlite:///path.db, "

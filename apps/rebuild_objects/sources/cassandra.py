@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
-
-from apps.rebuild_objects.sources.base import (
+from lasair_parallel.apps.rebuild_objects.sources.base import (
     FLOAT_COLUMNS,
     Detections,
     clean_ssnamenr,
@@ -40,7 +39,7 @@ def rows_to_detections(ids: Sequence[str], partitions: Sequence[Sequence[tuple]]
     counts = np.array([len(r) for r in kept], dtype=np.int64)
     flat = [r for rows in kept for r in rows]
     if not flat:
-        from apps.rebuild_objects.sources.base import empty_detections
+        from lasair_parallel.apps.rebuild_objects.sources.base import empty_detections
         return empty_detections(ids)
     cols_t = list(zip(*flat, strict=True))
     idx = {c: i for i, c in enumerate(SELECT_COLUMNS)}

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-
-from apps.rebuild_objects.sources.base import CANDIDATE_COLUMNS, Detections
+from lasair_parallel.apps.rebuild_objects.sources.base import CANDIDATE_COLUMNS, Detections
 
 # Lasair's `candidates` columns used here; DOUBLE for every float (ZTF's float32 values widen
 # exactly).  The index on (objectId, jd, candid) serves both the objectId lookups Lasair's table

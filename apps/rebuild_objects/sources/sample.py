@@ -6,13 +6,12 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-
-from apps.rebuild_objects.sources.base import Detections, from_frame
+from lasair_parallel.apps.rebuild_objects.sources.base import Detections, from_frame
 
 
 def sample_path() -> Path:
     """Path of the bundled candidates.csv (real ZTF detections, see data/PROVENANCE.md)."""
-    return Path(str(resources.files("apps.rebuild_objects") / "data" / "candidates.csv"))
+    return Path(str(resources.files("lasair_parallel.apps.rebuild_objects") / "data" / "candidates.csv"))
 
 
 class CsvSource:
@@ -45,7 +44,7 @@ class CsvSource:
                            int(np.searchsorted(ids, last, "right")))
 
     def read_ids(self, ids: list[str]) -> Detections:
-        from apps.rebuild_objects.sources.base import concat
+        from lasair_parallel.apps.rebuild_objects.sources.base import concat
 
         all_ids = self.det.ids.astype(str)
         blocks = []

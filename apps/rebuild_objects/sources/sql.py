@@ -21,8 +21,12 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
 import numpy as np
-
-from apps.rebuild_objects.sources.base import FLOAT_COLUMNS, Detections, clean_ssnamenr, concat
+from lasair_parallel.apps.rebuild_objects.sources.base import (
+    FLOAT_COLUMNS,
+    Detections,
+    clean_ssnamenr,
+    concat,
+)
 
 PAGE = 50_000  # objects per listing page: one round trip per ~1 MB of ids
 FETCH_ROWS = 32_768  # rows converted at a time (~4 MB of tuples)

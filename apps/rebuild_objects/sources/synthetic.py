@@ -11,8 +11,7 @@ of the rows (real ZTF history rows lack them); a few solar-system names.
 from __future__ import annotations
 
 import numpy as np
-
-from apps.rebuild_objects.sources.base import FLOAT_COLUMNS, Detections, concat
+from lasair_parallel.apps.rebuild_objects.sources.base import FLOAT_COLUMNS, Detections, concat
 
 CHUNK = 4096
 MAX_DETECTIONS = 300

@@ -27,9 +27,8 @@ from pathlib import Path
 
 import gevent
 from gevent import select as gselect
-
-from head.hosts import HostsError, HostSpec, read_hosts, resolve_ssh
-from head.scheduler import HostState, Scheduler
+from lasair_parallel.head.connect.hosts import HostsError, HostSpec, read_hosts, resolve_ssh
+from lasair_parallel.head.core.scheduler import HostState, Scheduler
 
 log = logging.getLogger(__name__)
 

@@ -75,8 +75,8 @@ class StreamLoader:
     """
 
     def __init__(self, db_url: str, table: str, create: bool = False):
-        from csv_to_database import LoadOptions, parse_db_urls
-        from csv_to_database.targets import find_credentials
+        from lasair_parallel.csv_to_database import LoadOptions, parse_db_urls
+        from lasair_parallel.csv_to_database.targets import find_credentials
 
         self.target = parse_db_urls([db_url])
         self.creds = find_credentials(self.target) if self.target.kind == "mysql" else None
@@ -90,7 +90,7 @@ class StreamLoader:
         self._jobs.append(gevent.spawn(self._load, [path]))
 
     def _load(self, paths: list[Path]) -> None:
-        from csv_to_database import LoadError, load_shards
+        from lasair_parallel.csv_to_database import LoadError, load_shards
 
         with self._lock:
             try:

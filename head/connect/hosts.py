@@ -10,12 +10,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
+from lasair_parallel.tasks.errors import UsageError
 
 FIELDS = {"host", "port", "user", "identity", "procs", "workdir", "python", "transport",
           "shared_fs", "name"}
 
 
-class HostsError(ValueError):
+class HostsError(UsageError):
     """A worker list that cannot be used; the message names the file, the line and the fix."""
 
 

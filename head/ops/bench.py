@@ -16,12 +16,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
-from head.hosts import HostSpec
-from head.options import Options
-from tasks.app import PlanContext
+from lasair_parallel.head.connect.hosts import HostSpec
+from lasair_parallel.head.core.options import Options
+from lasair_parallel.tasks.errors import UsageError
 
 
-class BenchError(ValueError):
+class BenchError(UsageError):
     pass
 
 
@@ -51,16 +51,17 @@ def parse_sweep(text: str, what: str) -> list[int]:
     return sorted(set(vals))
 
 
-def sweep(app: ModuleType, app_args, hosts: list[HostSpec], workers: list[int],
+def sweep(ref, app: ModuleType, app_args, hosts: list[HostSpec], workers: list[int],
           procs: list[int], out: Path, opts: Options, log=print) -> list[Cell]:
     """Run every cell; return them with speedup and efficiency filled in."""
-    from head.runner import execute
-    from head.status import summary
+    from lasair_parallel.head.appload import plan_context
+    from lasair_parallel.head.core.runner import execute
+    from lasair_parallel.head.views.status import summary
 
     if max(workers) > len(hosts):
         raise BenchError(f"--sweep-workers asks for {max(workers)} workers but the hosts file "
                          f"lists {len(hosts)}")
-    name = app.__name__.split(".")[1]
+    name = ref.name
     cells = []
     for p in procs:
         for w in workers:
@@ -68,7 +69,7 @@ def sweep(app: ModuleType, app_args, hosts: list[HostSpec], workers: list[int],
             if (rdir / "journal.sqlite").exists():
                 shutil.rmtree(rdir)  # an earlier bench's cell: a bench measures a fresh run
             cell_hosts = [replace(h, procs=p) for h in hosts[:w]]
-            ctx = PlanContext(run_dir=rdir, slots=w * p, hosts=w)
+            ctx = plan_context(ref, rdir, slots=w * p, hosts=w)
             tasks = app.plan(app_args, ctx)
             t0 = time.perf_counter()
             res = execute(cell_hosts, tasks, rdir, f"{name}-w{w}-p{p}", opts, progress=False,

@@ -15,15 +15,14 @@ from dataclasses import dataclass, field
 
 import gevent
 from gevent.event import Event
-
-from head.failures import describe_error, failure_reason, is_permanent
-from head.hosts import HostSpec, SSHTarget, resolve_ssh
-from head.journal import Journal
-from head.options import HaltError, HaltPolicy, Options  # noqa: F401 - re-exported
-from head.staging import Stager
-from head.streams import Spools
-from head.transport import Connection, HostDown, open_connection
-from tasks import Task
+from lasair_parallel.head.connect.hosts import HostSpec, SSHTarget, resolve_ssh
+from lasair_parallel.head.connect.staging import Stager
+from lasair_parallel.head.connect.transport import Connection, HostDown, open_connection
+from lasair_parallel.head.core.failures import describe_error, failure_reason, is_permanent
+from lasair_parallel.head.core.journal import Journal
+from lasair_parallel.head.core.options import HaltError, HaltPolicy, Options  # noqa: F401 - re-exported
+from lasair_parallel.head.core.streams import Spools
+from lasair_parallel.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,8 @@ class Scheduler:
 
     def __init__(self, hosts: list[HostSpec], tasks: list[Task], journal: Journal,
                  opts: Options, run_name: str,
-                 on_change: Callable[[Scheduler], None] | None = None):
+                 on_change: Callable[[Scheduler], None] | None = None,
+                 on_task: Callable[[str], None] | None = None):
         self.opts = opts
         self.journal = journal
         self.run_name = run_name
@@ -107,6 +107,7 @@ class Scheduler:
         self.halted = False
         self.abort_reason = ""
         self.on_change = on_change or (lambda s: None)
+        self.on_task = on_task  # a task reached done or failed (for the API's callbacks)
         self._greenlets: list[gevent.Greenlet] = []
 
     # ------------------------------------------------------------------ running
@@ -330,6 +331,11 @@ class Scheduler:
         if r.task.stream:
             self.spools.end(r.key, keep=outcome == "ok")
         self.journal.end_attempt(r.task, r.attempt, outcome, state, ev, reason)
+        if self.on_task is not None and state in ("done", "failed"):
+            try:
+                self.on_task(r.task.id)
+            except Exception:  # a user's callback must not take the scheduler down
+                log.exception("on_result callback failed for task %s", r.task.id)
 
     def _requeue(self, task_id: str, delay: float) -> None:
         if delay <= 0:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from lasair_parallel.tasks.errors import UsageError
 
-class HaltError(ValueError):
+
+class HaltError(UsageError):
     pass
 
 

@@ -33,7 +33,18 @@ import sys
 import threading
 import time
 
-TAIL_BYTES = 2048  # stderr/stdout tail kept in the journal: enough for a traceback's last lines
+# The wire format; when the agent is sent to a worker this import line is replaced by the
+# module's source (see transport.agent_source), so the agent stays one stdlib-only program.
+from lasair_parallel.tasks.protocol import (  # <protocol>
+    ENV_ATTEMPT,
+    ENV_EMIT_FD,
+    ENV_PYTHON,
+    ENV_TASK_ID,
+    PROTOCOL_VERSION,
+    TAIL_BYTES,
+    split_key,
+)
+
 ROWS_CHUNK = 1 << 16  # streamed rows per message: big enough to amortise JSON, small for memory
 KILL_GRACE = 1.0  # seconds between TERM and KILL: lets a task flush, bounded so kills are quick
 
@@ -155,7 +166,10 @@ class Agent:
     def run(self, m):
         key = m["key"]
         env = dict(os.environ)
-        env["PARALLEL_PYTHON"] = sys.executable  # apps' commands run on the agent's interpreter
+        env[ENV_PYTHON] = sys.executable  # apps' commands run on the agent's interpreter
+        task_id, attempt = split_key(key)
+        env[ENV_TASK_ID] = task_id
+        env[ENV_ATTEMPT] = str(attempt)
         env.update(m.get("env") or {})
         cwd = m.get("cwd") or None
         for path in [m["out"], m["err"]] + list(m.get("outputs") or []):
@@ -165,7 +179,7 @@ class Agent:
         emit_r = emit_w = None
         if m.get("emit"):
             emit_r, emit_w = os.pipe()
-            env["PARALLEL_EMIT_FD"] = str(emit_w)
+            env[ENV_EMIT_FD] = str(emit_w)
         try:
             with open(m["out"], "wb") as fo, open(m["err"], "wb") as fe:
                 p = subprocess.Popen(
@@ -293,7 +307,7 @@ class Agent:
         os._exit(0)
 
     def main(self):
-        self.send({"ev": "hello", "pid": os.getpid(), "hostname": socket.gethostname(),
+        self.send({"ev": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "hostname": socket.gethostname(),
                    "cores": os.cpu_count(), "python": sys.version.split()[0],
                    "executable": sys.executable, "cwd": os.getcwd(), "memfree": _memfree(), "load": _load(),
                    "disk_free": _disk_free(), "version": _project_version()})

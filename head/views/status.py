@@ -7,8 +7,10 @@ import sqlite3
 import time
 from pathlib import Path
 
+from lasair_parallel.tasks.errors import UsageError
 
-class StatusError(ValueError):
+
+class StatusError(UsageError):
     pass
 
 

@@ -13,7 +13,7 @@
    which version it has.
 
 The agent of a worker without an explicit ``python:`` starts on that venv's interpreter when it
-exists (see :mod:`head.version`), so its tasks run the deployed code.  ``--system-site-packages``
+exists (see :mod:`lasair_parallel.head.version`), so its tasks run the deployed code.  ``--system-site-packages``
 with ``--deps none`` makes a venv that sees the worker's own site-packages and installs only
 this project: fast, and what the test suite uses on one machine.
 """
@@ -34,15 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gevent
-
-from head.hosts import HostSpec, resolve_ssh
-from head.version import DIST, VENV_ROOT, head_version, venv_dir
+from lasair_parallel.head.connect.hosts import HostSpec, resolve_ssh
+from lasair_parallel.head.version import DIST, VENV_ROOT, head_version, venv_dir
+from lasair_parallel.tasks.errors import UsageError
 
 SKIP_DIRS = {"__pycache__", ".pytest_cache"}
 SKIP_SUFFIXES = (".pyc", ".pyo")
 
 
-class DeployError(ValueError):
+class DeployError(UsageError):
     pass
 
 
@@ -58,7 +58,7 @@ class HostResult:
 
 def project_root() -> Path:
     """The source checkout the head runs from (where setup.cfg is)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # head/ops/deploy.py -> the checkout
     if not (root / "setup.cfg").exists():
         raise DeployError(f"{root}: no setup.cfg; deploy runs from a source checkout "
                           "(pip install -e .)")
@@ -80,17 +80,22 @@ def build_wheel(root: Path, out: Path) -> Path:
     cfg = read_setup(root)
     name, version = cfg["metadata"]["name"], cfg["metadata"]["version"]
     dist = name.replace("-", "_")
-    packages = _lines(cfg["options.packages.find"].get("include", ""))
+    # Each installed package comes from the folder setup.cfg's package_dir maps it to.
+    mapping = dict(line.split("=", 1) for line in _lines(cfg["options"].get("package_dir", "")))
+    mapping = {k.strip(): v.strip() for k, v in mapping.items()}
+    packages = _lines(cfg["options"].get("packages", ""))
     top = sorted({p.split(".")[0] for p in packages})
     files: list[tuple[str, bytes]] = []
-    for pkg in top:
-        for dirpath, dirnames, filenames in os.walk(root / pkg):
+    for pkg, folder in sorted(mapping.items()):
+        src = root / folder
+        for dirpath, dirnames, filenames in os.walk(src):
             dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
             for f in sorted(filenames):
                 if f.endswith(SKIP_SUFFIXES):
                     continue
                 p = Path(dirpath) / f
-                files.append((p.relative_to(root).as_posix(), p.read_bytes()))
+                rel = p.relative_to(src).as_posix()
+                files.append((pkg.replace(".", "/") + "/" + rel, p.read_bytes()))
     info = f"{dist}-{version}.dist-info"
     requires = _lines(cfg["options"].get("install_requires", ""))
     meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
@@ -165,7 +170,7 @@ def install_script(spec: HostSpec, version: str, wheel: str, deps: str, system_s
 
 def _run_ssh(spec: HostSpec, target, script: str, files: list[Path],
              verify: bool) -> tuple[int, str, str]:
-    from head.sshclient import connect
+    from lasair_parallel.head.connect.sshclient import connect
 
     client = connect(target, verify)
     try:
@@ -192,7 +197,7 @@ def deploy_host(spec: HostSpec, files: list[Path], version: str, deps: str, syst
     try:
         rc, out, err = _run_ssh(spec, resolve_ssh(spec, ssh_config), script, files, verify)
     except Exception as e:  # any failure on one host is that host's result, not the deploy's
-        from head.failures import describe_error as _describe
+        from lasair_parallel.head.core.failures import describe_error as _describe
 
         return HostResult(spec.label, False, seconds=time.monotonic() - t0, error=_describe(e))
     got = (out.strip().splitlines() or [""])[-1].strip()

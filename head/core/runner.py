@@ -6,20 +6,19 @@ import logging
 import os
 import resource
 import signal
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 import gevent
-
-from head.hosts import HostSpec
-from head.journal import Journal
-from head.options import Options
-from head.progress import Progress
-from head.scheduler import Scheduler
-from tasks import Task
+from lasair_parallel.head.connect.hosts import HostSpec
+from lasair_parallel.head.core.journal import Journal
+from lasair_parallel.head.core.options import Options
+from lasair_parallel.head.core.progress import Progress
+from lasair_parallel.head.core.scheduler import Scheduler
+from lasair_parallel.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +47,19 @@ class RunResult:
 def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, opts: Options,
             command_line: str = "", progress: bool = True, app: ModuleType | None = None,
             app_args=None, app_ctx=None, hosts_file: str | None = None,
-            procs: int | None = None, stream_loader=None) -> RunResult:
+            procs: int | None = None, stream_loader=None, handle_signals: bool = False,
+            notify: Callable[[str], None] | None = None,
+            on_task: Callable[[Journal, str], None] | None = None) -> RunResult:
     """Run ``tasks`` (skipping those an earlier run finished) and return the outcome.
 
     ``hosts_file`` (with the ``--procs`` override) is watched during the run: workers added
-    to it join, workers removed from it are drained (see :mod:`head.elastic`).
+    to it join, workers removed from it are drained (see :mod:`lasair_parallel.head.core.elastic`).
+    ``notify`` receives the lines a user should see (the CLI prints them; the library default
+    logs them); ``on_task`` is called with the journal and a task id when the task succeeds or
+    fails for good; ``handle_signals`` installs SIGINT/SIGTERM handlers that stop the run.
     """
-    from head.elastic import HostWatcher
+    notify = notify or log.warning
+    from lasair_parallel.head.core.elastic import HostWatcher
 
     journal = Journal(run_dir)
     try:
@@ -71,13 +76,13 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
         todo = [t for t in tasks if t.id not in done_before]
         skipped = len(tasks) - len(todo)
         if skipped:
-            print(f"resuming {name}: {skipped} of {len(tasks)} task(s) already done",
-                  file=sys.stderr)
+            notify(f"resuming {name}: {skipped} of {len(tasks)} task(s) already done")
         bar = Progress(len(tasks), skipped, enabled=progress)
-        sched = Scheduler(hosts, todo, journal, opts, name, on_change=bar.update)
+        sched = Scheduler(hosts, todo, journal, opts, name, on_change=bar.update,
+                          on_task=(lambda tid: on_task(journal, tid)) if on_task else None)
         if stream_loader is not None:
             sched.spools.on_commit = stream_loader.submit
-        stop = _install_signal_handlers(sched)
+        stop = _install_signal_handlers(sched, notify) if handle_signals else (lambda: None)
         watcher = HostWatcher(sched, run_dir, hosts_file, procs).start()
         try:
             sched.run()
@@ -119,15 +124,14 @@ def _peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _install_signal_handlers(sched: Scheduler):
+def _install_signal_handlers(sched: Scheduler, notify: Callable[[str], None]):
     """Ctrl-C / SIGTERM: stop every remote task, record it, exit; rerun resumes."""
     handlers = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         name = signal.Signals(signum).name
 
         def on_signal(name=name):
-            print(f"\n{name}: stopping all tasks (rerun the same command to resume)",
-                  file=sys.stderr)
+            notify(f"\n{name}: stopping all tasks (rerun the same command to resume)")
             gevent.spawn(sched.interrupt, f"run interrupted by {name}")
 
         handlers.append(gevent.signal_handler(signum, on_signal))

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 
-from head.status import summary
+from lasair_parallel.head.views.status import summary
 
 TIMELINE_SECONDS = 120.0  # the moving timeline shows the last two minutes
 THROUGHPUT_BUCKETS = 60  # points on the throughput curve, whatever the run's length
@@ -59,7 +59,7 @@ def run_data(run_dir: Path, now: float | None = None) -> dict:
 
 def make_server(run_dir: Path, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
     """An HTTP server for ``run_dir``; call ``serve_forever()`` on it."""
-    page = resources.files("head").joinpath("web_page.html").read_bytes()
+    page = resources.files("lasair_parallel.head.views").joinpath("web_page.html").read_bytes()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name

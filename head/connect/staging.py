@@ -19,9 +19,8 @@ import posixpath
 from pathlib import Path
 
 from gevent.lock import RLock
-
-from head.hosts import HostSpec, SSHTarget
-from tasks import Task
+from lasair_parallel.head.connect.hosts import HostSpec, SSHTarget
+from lasair_parallel.tasks import Task
 
 # Logs up to this size come back inside the agent's exit event (base64, so ~87 KB on the wire):
 # most tasks print far less, and one SFTP round trip costs more than sending 64 KB.
@@ -44,7 +43,7 @@ class Stager:
 
     def _conn(self):
         if self._client is None:
-            from head.sshclient import connect
+            from lasair_parallel.head.connect.sshclient import connect
 
             self._client = connect(self.target, self.opts.verify_host_keys)
         return self._client

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import gevent
-
-from head.hosts import HostSpec, resolve_ssh
-from head.transport import LocalConnection, SSHConnection
-from head.version import head_version
+from lasair_parallel.head.connect.hosts import HostSpec, resolve_ssh
+from lasair_parallel.head.connect.transport import LocalConnection, SSHConnection
+from lasair_parallel.head.version import head_version
 
 CONNECT_TIMEOUT = 5.0  # a check should answer quickly; a run waits longer (15 s)
 
@@ -50,7 +49,7 @@ def check_host(spec: HostSpec, ssh_config: str | None = None, verify: bool = Tru
             conn.close()
         c.reachable = c.auth = c.host_key = True
     except Exception as e:  # every failure is this host's verdict, with its reason
-        from head.failures import describe_error as _describe
+        from lasair_parallel.head.core.failures import describe_error as _describe
 
         kind = type(e).__name__
         c.reason = _describe(e)

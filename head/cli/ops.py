@@ -1,6 +1,6 @@
 """Operating commands of ``parallel``: bench, report, deploy, hosts check|add|remove.
 
-Registered on the main click group by :func:`register` (called from :mod:`head.cli`), so the
+Registered on the main click group by :func:`register` (called from :mod:`lasair_parallel.head.cli.main`), so the
 CLI stays one group while each command's logic lives in its own library module.
 """
 
@@ -14,13 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
-
-from head.hosts import HostsError, read_hosts
+from lasair_parallel.head.connect.hosts import HostsError, read_hosts
 
 
 def _head_alive(run_dir: Path) -> bool:
     """Is a head running ``run_dir`` now? (its pid is alive and the run has not finished)"""
-    from head.status import summary
+    from lasair_parallel.head.views.status import summary
 
     s = summary(run_dir)
     pid = s.get("head_pid")
@@ -57,26 +56,20 @@ def register(main: click.Group, fail: Callable[[str], None], user_errors: tuple)
 
         parallel bench apps/busy --workers hosts.yaml -- --mode sleep --count 32
         """
-        from head.bench import BenchError, parse_sweep, sweep, write_outputs
-        from head.options import Options
-        from tasks.app import load_app
+        from lasair_parallel.head.api import load_app, parse_app_args
+        from lasair_parallel.head.core.options import Options
+        from lasair_parallel.head.ops.bench import BenchError, parse_sweep, sweep, write_outputs
 
         try:
             ws = parse_sweep(sweep_workers, "workers")
             ps = parse_sweep(sweep_procs, "procs")
             hosts = read_hosts(workers)
-            mod = load_app(app)
-            parser = mod.build_parser()
-
-            def usage(message: str) -> None:
-                raise BenchError(f"{app}: {message} (see parallel run {app} --help)")
-
-            parser.error = usage  # type: ignore[method-assign]
-            app_args = parser.parse_args(list(ctx.args))
-            name = mod.__name__.split(".")[1]
+            ref, mod = load_app(app)
+            app_args = parse_app_args(mod, ref, list(ctx.args))
+            name = ref.name
             outdir = Path(out) if out else Path("runs") / f"bench-{name}"
             opts = Options(verify_host_keys=not no_host_key_check, ssh_config=ssh_config)
-            cells = sweep(mod, app_args, hosts, ws, ps, outdir, opts,
+            cells = sweep(ref, mod, app_args, hosts, ws, ps, outdir, opts,
                           log=lambda m: click.echo(m, err=True))
         except (*user_errors, BenchError, ValueError) as e:
             fail(str(e))
@@ -92,8 +85,8 @@ def register(main: click.Group, fail: Callable[[str], None], user_errors: tuple)
     @click.option("--json", "as_json", is_flag=True, help="Print the report data as JSON.")
     def report(run: str | None, as_json: bool) -> None:
         """Timeline PNG and summary of RUN [default: latest] under RUN/report/."""
-        from head.report import render, write_report
-        from head.status import find_run
+        from lasair_parallel.head.views.report import render, write_report
+        from lasair_parallel.head.views.status import find_run
 
         try:
             rdir = find_run(run)
@@ -118,8 +111,8 @@ def register(main: click.Group, fail: Callable[[str], None], user_errors: tuple)
     def deploy(workers: str, deps: str, system_site_packages: bool, ssh_config: str | None,
                no_host_key_check: bool) -> None:
         """Install this project (the head's version) in a venv on every worker."""
-        from head.deploy import DeployError, render
-        from head.deploy import deploy as do_deploy
+        from lasair_parallel.head.ops.deploy import DeployError, render
+        from lasair_parallel.head.ops.deploy import deploy as do_deploy
 
         try:
             hosts = read_hosts(workers)
@@ -144,7 +137,7 @@ def register(main: click.Group, fail: Callable[[str], None], user_errors: tuple)
     def hosts_check(workers: str, as_json: bool, ssh_config: str | None,
                     no_host_key_check: bool) -> None:
         """Reachability, auth, host key, Python, cores, memory, load, disk of every worker."""
-        from head.hostcheck import as_rows, check_hosts, render
+        from lasair_parallel.head.ops.hostcheck import as_rows, check_hosts, render
 
         try:
             specs = read_hosts(workers)
@@ -168,9 +161,9 @@ def register(main: click.Group, fail: Callable[[str], None], user_errors: tuple)
                   workdir: str | None, python: str | None, shared_fs: bool | None,
                   name: str | None) -> None:
         """Add HOST ([procs/][user@]host[:port]) to the running RUN; it gets tasks at once."""
-        from head.elastic import send_command, spec_to_json
-        from head.hosts import _parse_login
-        from head.status import find_run
+        from lasair_parallel.head.connect.hosts import _parse_login
+        from lasair_parallel.head.core.elastic import send_command, spec_to_json
+        from lasair_parallel.head.views.status import find_run
 
         try:
             rdir = find_run(run)
@@ -193,8 +186,8 @@ def register(main: click.Group, fail: Callable[[str], None], user_errors: tuple)
     @click.argument("host")
     def hosts_remove(run: str, host: str) -> None:
         """Drain HOST (its label) from the running RUN: running tasks finish, no new ones."""
-        from head.elastic import send_command
-        from head.status import find_run, summary
+        from lasair_parallel.head.core.elastic import send_command
+        from lasair_parallel.head.views.status import find_run, summary
 
         try:
             rdir = find_run(run)

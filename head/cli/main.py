@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import click
+from lasair_parallel.head.cli.ops import register
+from lasair_parallel.head.version import head_version
+from lasair_parallel.head.views.status import find_run, render, summary
+from lasair_parallel.tasks.errors import ParallelError, UsageError
 
-from head.cli_ops import register
-from head.hosts import HostsError, HostSpec, read_hosts
-from head.options import HaltError, HaltPolicy, Options
-from head.status import StatusError, find_run, render, summary
-from head.version import head_version
-from tasks.app import AppError, PlanContext, load_app
-from tasks.tasklist import TaskListError, read_task_list
-
-USER_ERRORS = (HostsError, TaskListError, AppError, HaltError, StatusError)
+USER_ERRORS = (ParallelError,)  # every usage error: one line, exit 2
 
 
 class AppUsageError(ValueError):
@@ -36,12 +30,9 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def default_workers() -> list[HostSpec]:
-    """No hosts file: this machine, as local subprocesses, one slot per core."""
-    return [HostSpec(host="localhost", transport="local", procs=os.cpu_count() or 1)]
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(head_version() or "0+unknown", "-V", "--version",
+                      prog_name="parallel (lasair-parallel)")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 def main(verbose: int) -> None:
     """Run batch tasks on worker hosts over SSH, with a journal, retries and resume."""
@@ -92,70 +83,52 @@ def run(ctx: click.Context, app: str | None, tasks_file: str | None, workers: st
         ssh_config: str | None, no_host_key_check: bool, quiet: bool, stream_to: str | None,
         stream_table: str | None, stream_create: bool, serve_port: int | None,
         show_help: bool) -> None:
-    """Run an app (apps/<name>) or a task list (--tasks FILE) on the workers.
+    """Run an app or a task list (--tasks FILE) on the workers.
 
-    App options follow the app, after `--`:
+    APP is a built-in (apps/busy), an installed plugin, a folder (./path/to/app) or a
+    module (mypkg.myapp); see `parallel apps`.  App options follow the app, after `--`:
     parallel run apps/busy --workers hosts.yaml -- --count 8 --seconds 1
     """
-    from head.runner import execute
+    from lasair_parallel.head import api
 
     app_argv = list(ctx.args)
     if show_help:
         click.echo(ctx.get_help())
         if app:
             try:
-                click.echo("\n" + load_app(app).build_parser().format_help())
-            except AppError as e:
+                click.echo("\n" + api.load_app(app)[1].build_parser().format_help())
+            except ParallelError as e:
                 fail(str(e))
         return
     try:
         if bool(app) == bool(tasks_file):
-            raise AppError("give either an app (e.g. apps/busy) or --tasks FILE, not both or "
-                           "neither")
-        hosts = read_hosts(workers, procs) if workers else _default_hosts(procs)
-        opts = Options(retries=retries, retry_delay=retry_delay, timeout=timeout,
-                       halt=HaltPolicy.parse(halt), heartbeat_timeout=heartbeat_timeout,
-                       verify_host_keys=not no_host_key_check, ssh_config=ssh_config,
-                       memfree=_parse_size(memfree) if memfree else None,
-                       # An app's tasks import this project on the workers: same version only.
-                       require_version=head_version() if app else None)
-        if retries < 0:
-            raise AppError("--retries must be >= 0")
-        mod = app_args = plan_ctx = None
-        if tasks_file:
-            if app_argv:
-                raise AppError(f"unexpected arguments {' '.join(app_argv)!r} with --tasks")
-            tasks = read_task_list(tasks_file)
-            name = name or Path(tasks_file).stem
-        else:
-            mod = load_app(app)
-            name = name or mod.__name__.split(".")[1]
-        rdir = Path(run_dir) if run_dir else Path("runs") / name
-        if mod is not None:
-            parser = mod.build_parser()
-            parser.error = _raise_usage  # type: ignore[method-assign]
-            app_args = parser.parse_args(app_argv)
-            plan_ctx = PlanContext(run_dir=rdir.resolve(), slots=sum(h.procs for h in hosts),
-                                   hosts=len(hosts))
-            tasks = mod.plan(app_args, plan_ctx)
-            if hasattr(mod, "describe"):
-                click.echo(mod.describe(app_args, plan_ctx, tasks), err=True)
-    except USER_ERRORS as e:
+            raise UsageError("give either an app (e.g. apps/busy) or --tasks FILE, not both or "
+                             "neither")
+        work = Path(tasks_file) if tasks_file else app
+        hosts_file = workers or ("hosts.yaml" if Path("hosts.yaml").exists() else None)
+        prepared = api.prepare(
+            work, workers, args=app_argv, name=name, run_dir=run_dir, procs=procs,
+            retries=retries, retry_delay=retry_delay, timeout=timeout, halt=halt,
+            heartbeat_timeout=heartbeat_timeout,
+            memfree=_parse_size(memfree) if memfree else None, ssh_config=ssh_config,
+            verify_host_keys=not no_host_key_check, hosts_file=hosts_file)
+    except ParallelError as e:
         fail(str(e))
-    except (AppUsageError, ValueError, OSError) as e:
+    except (ValueError, OSError) as e:
         fail(f"{app or tasks_file}: {e}")
-    if not opts.verify_host_keys:
+    if prepared.description:
+        click.echo(prepared.description, err=True)
+    if no_host_key_check:
         click.echo("parallel: warning: host keys are NOT verified (--no-host-key-check); "
                    "a man-in-the-middle could run your tasks", err=True)
     command_line = shlex.join(["parallel", *sys.argv[1:]])
-    hosts_file = workers or ("hosts.yaml" if Path("hosts.yaml").exists() else None)
     loader = _stream_loader(stream_to, stream_table, stream_create)
     if serve_port:
-        _serve_in_background(rdir, serve_port)
-    result = execute(hosts, tasks, rdir, name, opts, command_line=command_line,
-                     progress=not quiet, app=mod, app_args=app_args, app_ctx=plan_ctx,
-                     hosts_file=hosts_file, procs=procs, stream_loader=loader)
-    _print_result(result, rdir)
+        _serve_in_background(prepared.run_dir, serve_port)
+    result = api.execute(prepared, progress=not quiet, handle_signals=True,
+                         notify=lambda line: click.echo(line, err=True), stream_loader=loader,
+                         command_line=command_line)
+    _print_result(result)
     sys.exit(result.exit_status)
 
 
@@ -164,8 +137,8 @@ def _stream_loader(url: str | None, table: str | None, create: bool):
         return None
     if not (url and table):
         fail("--stream-to and --stream-table go together: give both")
-    from csv_to_database import LoadError
-    from head.streams import StreamLoader
+    from lasair_parallel.csv_to_database import LoadError
+    from lasair_parallel.head.core.streams import StreamLoader
 
     try:
         return StreamLoader(url, table, create)
@@ -177,7 +150,7 @@ def _serve_in_background(rdir: Path, port: int) -> None:
     """The web view in a thread of its own: it only reads the journal, never the scheduler."""
     import threading
 
-    from head.web import make_server
+    from lasair_parallel.head.views.web import make_server
 
     try:
         server = make_server(rdir, "127.0.0.1", port)
@@ -191,13 +164,6 @@ def _raise_usage(message: str) -> None:
     raise AppUsageError(f"{message} (see --help)")
 
 
-def _default_hosts(procs: int | None) -> list[HostSpec]:
-    if Path("hosts.yaml").exists():
-        return read_hosts("hosts.yaml", procs)
-    hosts = default_workers()
-    return [replace(h, procs=procs) for h in hosts] if procs else hosts
-
-
 def _parse_size(text: str) -> int:
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
     t = text.strip().upper().rstrip("B")
@@ -205,24 +171,33 @@ def _parse_size(text: str) -> int:
     try:
         return int(float(num) * units[unit])
     except ValueError:
-        raise AppError(f"--memfree {text!r}: give a size like 2G or 500M") from None
+        raise UsageError(f"--memfree {text!r}: give a size like 2G or 500M") from None
 
 
-def _print_result(result, rdir: Path) -> None:
-    parts = [f"{result.done} done"]
-    if result.skipped:
-        parts.append(f"{result.skipped} already done")
-    parts.append(f"{result.failed} failed")
-    click.echo(f"{', '.join(parts)} of {result.total} task(s); journal: {rdir}/journal.sqlite",
-               err=True)
+def _print_result(result) -> None:
+    failed = result.failed
+    ok = len(result.succeeded)
+    parts = [f"{ok} ok" + (f" ({result.skipped} already done)" if result.skipped else ""),
+             f"{len(failed)} failed"]
+    rest = result.total - ok - len(failed)
+    if rest:
+        parts.append(f"{rest} not run")
+    click.echo(f"{', '.join(parts)} of {result.total} task(s); journal: "
+               f"{result.run_dir}/journal.sqlite", err=True)
     if result.reason:
         click.echo(f"stopped: {result.reason}", err=True)
-    for f in result.failures[:5]:
-        tail = (f.get("err_tail") or "").strip().splitlines()[-1:] or [""]
-        click.echo(f"  failed: {f['task']} on {f['host']}: {f['reason']}  {tail[0][:160]}",
-                   err=True)
-    if result.failed > 5:
-        click.echo(f"  ... see `parallel status {rdir}`", err=True)
+    for t in failed[:5]:
+        a = t.last
+        tail = ((a.err_tail if a else "") or "").strip().splitlines()[-1:] or [""]
+        where = f" on {a.host}: {a.reason}" if a else ""
+        click.echo(f"  failed: {t.id} ({_short(t.command)}){where}  {tail[0][:160]}", err=True)
+    if len(failed) > 5:
+        click.echo(f"  ... see `parallel status {result.run_dir}`", err=True)
+
+
+def _short(command: str, width: int = 60) -> str:
+    one = " ".join(command.split())
+    return one if len(one) <= width else one[:width - 3] + "..."
 
 
 @main.command()
@@ -232,7 +207,7 @@ def _print_result(result, rdir: Path) -> None:
 @click.option("--watch", is_flag=True, help="Redraw as the run's journal changes, until it ends.")
 def status(run: str | None, as_json: bool, watch: bool) -> None:
     """Progress, per-host counts and failures (with stderr tails) of RUN [default: latest]."""
-    from head.report import analyse
+    from lasair_parallel.head.views.report import analyse
 
     try:
         rdir = find_run(run)
@@ -240,7 +215,7 @@ def status(run: str | None, as_json: bool, watch: bool) -> None:
     except USER_ERRORS as e:
         fail(str(e))
     if watch:
-        from head.watch import watch_status
+        from lasair_parallel.head.views.watch import watch_status
 
         sys.exit(watch_status(rdir))
     if as_json:
@@ -259,7 +234,7 @@ def status(run: str | None, as_json: bool, watch: bool) -> None:
               help="Address to listen on; other interfaces only when asked for explicitly.")
 def serve(run: str | None, port: int, bind: str) -> None:
     """A live, read-only web view of RUN [default: latest] at http://BIND:PORT/."""
-    from head.web import make_server
+    from lasair_parallel.head.views.web import make_server
 
     try:
         rdir = find_run(run)
@@ -273,6 +248,29 @@ def serve(run: str | None, port: int, bind: str) -> None:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
+
+
+@main.command("apps")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_apps(as_json: bool) -> None:
+    """The apps `parallel run NAME` knows: built-in and installed plugins.
+
+    Any folder holding app.py and task.py (parallel run ./path/to/app) and any importable
+    package with app and task modules (parallel run mypkg.myapp) is an app too.
+    """
+    from lasair_parallel.head.appload import available
+
+    try:
+        refs = available()
+    except USER_ERRORS as e:
+        fail(str(e))
+    if as_json:
+        click.echo(json.dumps([{"name": r.name, "origin": r.origin, "package": r.package,
+                                "description": r.description} for r in refs], indent=2))
+        return
+    width = max(len(r.name) for r in refs)
+    for r in refs:
+        click.echo(f"{r.name:<{width}}  {r.origin:<12}  {r.description}")
 
 
 register(main, fail, USER_ERRORS)

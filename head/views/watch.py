@@ -2,7 +2,7 @@
 
 The head commits every event to ``journal.sqlite`` (WAL mode), so a change of the WAL file is
 exactly "something happened"; the watcher waits on it through inotify (see
-:class:`head.elastic.DirWatch`) instead of polling the database.  It also redraws every
+:class:`lasair_parallel.head.core.elastic.DirWatch`) instead of polling the database.  It also redraws every
 ``REFRESH`` seconds so "seen N s ago" stays true while nothing happens.
 """
 
@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from head.elastic import DirWatch
-from head.report import analyse
-from head.status import render, summary
+from lasair_parallel.head.core.elastic import DirWatch
+from lasair_parallel.head.views.report import analyse
+from lasair_parallel.head.views.status import render, summary
 
 REFRESH = 5.0  # redraw at least this often: ages in the display move even when the run is idle
 MIN_INTERVAL = 0.5  # at most two redraws a second: a busy run commits hundreds of events

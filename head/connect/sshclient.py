@@ -11,11 +11,10 @@ import logging
 import os
 import socket
 
+from lasair_parallel.head.connect.hosts import SSHTarget
 from pssh.clients.native.single import SSHClient
 from ssh2 import knownhost as kh
 from ssh2 import session as ss
-
-from head.hosts import SSHTarget
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Connections to worker agents: a local subprocess, or one SSH channel per host.
 
-Both speak the agent's JSON-lines protocol (see :mod:`head.agent`) through one greenlet per
+Both speak the agent's JSON-lines protocol (see :mod:`lasair_parallel.head.worker.agent`) through one greenlet per
 connection, the *pump*, which alone touches the connection: it writes queued commands, reads
 events, and then blocks in ``select`` on the socket (or pipe) and a wake-up pipe with a deadline
 equal to the heartbeat timeout.  No sleep-polling: an idle host costs the head nothing until a
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from gevent import select as gselect
 from gevent import subprocess as gsubprocess
-
-from head.hosts import HostSpec, SSHTarget
+from lasair_parallel.head.connect.hosts import HostSpec, SSHTarget
+from lasair_parallel.tasks.protocol import PROTOCOL_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +38,34 @@ class HostDown(Exception):
     """The connection to a worker failed or went silent; the message says why."""
 
 
+class ProtocolMismatch(HostDown):
+    """The worker's agent speaks another protocol version: retrying cannot help."""
+
+
 def agent_source() -> str:
-    return (Path(__file__).with_name("agent.py")).read_text()
+    """The agent as one program: its source with the protocol module's pasted in."""
+    from lasair_parallel.head.worker import agent as agent_mod
+    from lasair_parallel.tasks import protocol as protocol_mod
+
+    agent = Path(agent_mod.__file__).read_text()
+    protocol = Path(protocol_mod.__file__).read_text()
+    lines = agent.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if "# <protocol>" in line)
+    end = next(i for i in range(start, len(lines)) if lines[i].rstrip().endswith(")"))
+    return "".join(lines[:start]) + protocol + "".join(lines[end + 1:])
 
 
 def agent_command(python: str | None, config: dict, workdir: str | None = None) -> str:
     """Shell command that runs the agent from compressed source carried in the command line.
 
     ``python`` None: the venv ``parallel deploy`` made for the head's version, if the worker
-    has one (relative to the workdir or home, see :mod:`head.version`), else ``python3``.
+    has one (relative to the workdir or home, see :mod:`lasair_parallel.head.version`), else ``python3``.
     """
     blob = base64.b64encode(zlib.compress(agent_source().encode(), 9)).decode()
     code = f"import base64,zlib;exec(zlib.decompress(base64.b64decode('{blob}')))"
     args = f"-u -c {shlex.quote(code)} {shlex.quote(json.dumps(config))}"
     if python is None:
-        from head.version import head_version, venv_dir
+        from lasair_parallel.head.version import head_version, venv_dir
 
         venv = venv_dir(head_version() or "none")
         cmd = (f'P={shlex.quote(venv + "/bin/python")}; [ -x "$P" ] || P=python3; '
@@ -111,6 +124,10 @@ class Connection:
         msg = self._next_event_during_open()
         if msg.get("ev") != "hello":
             raise HostDown(f"agent did not greet: {msg!r}")
+        if msg.get("protocol") != PROTOCOL_VERSION:
+            raise ProtocolMismatch(
+                f"{self.spec.label}: its agent speaks protocol {msg.get('protocol')}, this head "
+                f"{PROTOCOL_VERSION}; run the same lasair-parallel version on both (parallel deploy)")
         self.hello = msg
         return msg
 
@@ -307,7 +324,7 @@ class SSHConnection(Connection):
         self.chan = None
 
     def _open(self) -> None:
-        from head.sshclient import connect
+        from lasair_parallel.head.connect.sshclient import connect
 
         self.client = connect(self.target, self.verify_host_key, self.connect_timeout)
         python = self.spec.python  # None: the deployed venv, else python3

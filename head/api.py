@@ -1,0 +1,264 @@
+"""The Python API: plan and run work from a script or a notebook; the CLI is a layer over it.
+
+    import lasair_parallel as lp
+
+    result = lp.run(["echo one", "echo two"], workers="hosts.yaml", retries=1)
+    for t in result.failed:
+        print(t.id, t.command, t.attempts[-1].host, t.attempts[-1].err_tail)
+
+    result = lp.run("./my_app", args=["--min-rate", "0.5"], on_result=print)
+
+Nothing here prints, configures logging or installs a signal handler unless asked
+(``handle_signals=True``).  The run happens on a gevent hub of its own thread's, so it does not
+touch a notebook's asyncio loop; a notebook cell simply blocks until the run ends (interrupt
+it with the kernel's stop button when ``handle_signals`` is off: the run then stops at once and
+kills its remote tasks, as Ctrl-C does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import ModuleType
+
+from lasair_parallel.head.appload import AppRef, import_planner, plan_context, resolve
+from lasair_parallel.head.connect.hosts import HostsError, HostSpec
+from lasair_parallel.head.connect.hosts import read_hosts as _read_hosts_file
+from lasair_parallel.head.core.options import HaltPolicy, Options
+from lasair_parallel.head.version import head_version
+from lasair_parallel.head.views.results import Attempt, TaskResult, open_readonly, read_results
+from lasair_parallel.tasks.app import AppError, PlanContext
+from lasair_parallel.tasks.errors import RunFailed, UsageError
+from lasair_parallel.tasks.model import Task, command_ids
+from lasair_parallel.tasks.tasklist import read_task_list
+
+__all__ = ["Attempt", "Prepared", "RunResult", "TaskResult", "Worker", "default_workers",
+           "execute", "load_app", "prepare", "read_hosts", "run"]
+
+Worker = HostSpec  # one worker host: hosts.yaml's fields as keyword arguments
+
+# procs above this is a typo, not a machine: each slot holds a process and its pipes.
+MAX_PROCS = 4096
+
+
+def default_workers(procs: int | None = None) -> list[HostSpec]:
+    """The one rule for every command: ``./hosts.yaml`` when present, else this machine (local
+    subprocesses, one slot per core)."""
+    if Path("hosts.yaml").exists():
+        return _read_hosts_file("hosts.yaml", procs)
+    return [HostSpec(host="localhost", transport="local", procs=procs or os.cpu_count() or 1)]
+
+
+def read_hosts(workers: str | os.PathLike | Sequence[HostSpec | str | dict] | None = None,
+               procs: int | None = None) -> list[HostSpec]:
+    """Workers from a hosts.yaml / sshloginfile path, a list of :class:`Worker` (or dicts of
+    its fields, or ``"user@host:port"`` strings), or None for :func:`default_workers`.
+    ``procs`` overrides every worker's slot count."""
+    if procs is not None and not 1 <= procs <= MAX_PROCS:
+        raise HostsError(f"procs {procs}: give 1 to {MAX_PROCS} slots per worker")
+    if workers is None:
+        return default_workers(procs)
+    if isinstance(workers, (str, os.PathLike)):
+        return _read_hosts_file(workers, procs)
+    out = []
+    for i, w in enumerate(workers):
+        if isinstance(w, HostSpec):
+            spec = w
+        elif isinstance(w, dict):
+            try:
+                spec = HostSpec(**w)
+            except TypeError as e:
+                raise HostsError(f"workers[{i}]: {e}") from None
+        elif isinstance(w, str):
+            user, _, rest = w.rpartition("@")
+            host, _, port = rest.partition(":")
+            spec = HostSpec(host=host, user=user or None, port=int(port) if port else None,
+                            transport="local" if host in ("", "localhost") and not user
+                            and not port else "ssh")
+        else:
+            raise HostsError(f"workers[{i}]: {w!r} is not a worker (a Worker, dict or string)")
+        out.append(replace(spec, procs=procs) if procs else spec)
+    if not out:
+        raise HostsError("no workers given")
+    return out
+
+
+@dataclass
+class RunResult:
+    """What a run did: counts, per-task results and where the journal is."""
+
+    run_dir: Path
+    total: int
+    skipped: int  # finished by an earlier run of the same run directory
+    interrupted: bool
+    reason: str
+    tasks: dict[str, TaskResult] = field(default_factory=dict)
+    exit_status: int = 0  # as the CLI exits: 0 ok, 1 failures, 130 interrupted
+
+    @property
+    def succeeded(self) -> list[TaskResult]:
+        return [t for t in self.tasks.values() if t.succeeded]
+
+    @property
+    def failed(self) -> list[TaskResult]:
+        return [t for t in self.tasks.values() if t.failed]
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    def check(self) -> RunResult:
+        """Raise :class:`RunFailed` unless every task succeeded; return self otherwise."""
+        if not self.ok:
+            why = self.reason or f"{len(self.failed)} of {self.total} task(s) failed"
+            raise RunFailed(f"{self.run_dir}: {why}", self)
+        return self
+
+
+@dataclass
+class Prepared:
+    """A planned run, ready for :func:`execute`: what the CLI and :func:`run` share."""
+
+    tasks: list[Task]
+    hosts: list[HostSpec]
+    run_dir: Path
+    name: str
+    opts: Options
+    app: ModuleType | None = None
+    app_ref: AppRef | None = None
+    app_args: argparse.Namespace | None = None
+    plan_ctx: PlanContext | None = None
+    description: str = ""
+    hosts_file: str | None = None
+    procs: int | None = None
+
+
+class _ArgError(Exception):
+    pass
+
+
+def _raise_usage(message: str) -> None:
+    raise _ArgError(message)
+
+
+def load_app(spec: str) -> tuple[AppRef, ModuleType]:
+    """Resolve and import an app's planner (see :mod:`lasair_parallel.head.appload`)."""
+    ref = resolve(spec)
+    return ref, import_planner(ref)
+
+
+def parse_app_args(app: ModuleType, ref: AppRef, args: Sequence[str]) -> argparse.Namespace:
+    parser = app.build_parser()
+    parser.error = _raise_usage  # type: ignore[method-assign]
+    try:
+        return parser.parse_args([str(a) for a in args])
+    except _ArgError as e:
+        raise AppError(f"{ref.name}: {e} (see parallel run {ref.name} --help)") from None
+
+
+def prepare(work: str | os.PathLike | Sequence[str | Task], workers=None, *,
+            args: Sequence[str] = (), name: str | None = None,
+            run_dir: str | os.PathLike | None = None, procs: int | None = None,
+            retries: int = 0, retry_delay: float = 1.0, timeout: float | None = None,
+            halt: str = "never", heartbeat_timeout: float = 10.0, memfree: int | None = None,
+            ssh_config: str | None = None, verify_host_keys: bool = True,
+            hosts_file: str | None = None) -> Prepared:
+    """Check every input and plan the tasks; nothing runs and nothing is written but an
+    app's code snapshot.  Raises :class:`UsageError` subclasses with the fix."""
+    hosts = read_hosts(workers, procs)
+    opts = Options(retries=retries, retry_delay=retry_delay, timeout=timeout,
+                   halt=HaltPolicy.parse(halt), heartbeat_timeout=heartbeat_timeout,
+                   verify_host_keys=verify_host_keys, ssh_config=ssh_config, memfree=memfree)
+    if retries < 0:
+        raise UsageError("retries must be >= 0")
+    app = ref = app_args = ctx = None
+    description = ""
+    if isinstance(work, os.PathLike):
+        tasks = read_task_list(work)
+        name = name or Path(work).stem
+    elif isinstance(work, str):
+        ref, app = load_app(work)
+        name = name or ref.name
+        # An app's tasks import this project on the workers: the same version only.
+        opts = replace(opts, require_version=head_version())
+    else:
+        tasks = _tasks_from_list(work)
+        name = name or "tasks"
+    rdir = Path(run_dir) if run_dir else Path("runs") / name
+    if app is not None:
+        if args and not isinstance(args, (list, tuple)):
+            raise UsageError("args: give the app's options as a list of strings")
+        app_args = parse_app_args(app, ref, args)
+        ctx = plan_context(ref, rdir, slots=sum(h.procs for h in hosts), hosts=len(hosts))
+        try:
+            tasks = list(app.plan(app_args, ctx))
+        except AppError:
+            raise
+        except ValueError as e:
+            raise AppError(f"{ref.name}: {e}") from None
+        if hasattr(app, "describe"):
+            description = app.describe(app_args, ctx, tasks)
+    elif args:
+        raise UsageError(f"unexpected app arguments {shlex.join(map(str, args))!r} with a "
+                         "task list")
+    return Prepared(tasks=tasks, hosts=hosts, run_dir=rdir, name=name, opts=opts, app=app,
+                    app_ref=ref, app_args=app_args, plan_ctx=ctx, description=description,
+                    hosts_file=hosts_file or (str(workers) if isinstance(workers, (str, os.PathLike))
+                                              else None), procs=procs)
+
+
+def _tasks_from_list(items: Sequence[str | Task]) -> list[Task]:
+    items = list(items)
+    if all(isinstance(t, Task) for t in items):
+        return items
+    if all(isinstance(t, str) for t in items):
+        return [Task(id=i, command=c) for i, c in zip(command_ids(items), items)]
+    raise UsageError("work: give an app name, a task-list path, or a list of commands or Tasks")
+
+
+def execute(p: Prepared, *, on_result: Callable[[TaskResult], None] | None = None,
+            progress: bool = False, handle_signals: bool = False, notify=None,
+            stream_loader=None, command_line: str = "") -> RunResult:
+    """Run a :class:`Prepared` plan and return every task's result."""
+    from lasair_parallel.head.core.runner import execute as run_tasks
+
+    callback = None
+    if on_result is not None:
+        def callback(journal, task_id):
+            on_result(read_results(journal.db, [task_id])[task_id])
+    outcome = run_tasks(p.hosts, p.tasks, p.run_dir, p.name, p.opts, command_line=command_line,
+                        progress=progress, app=p.app, app_args=p.app_args, app_ctx=p.plan_ctx,
+                        hosts_file=p.hosts_file, procs=p.procs, stream_loader=stream_loader,
+                        handle_signals=handle_signals, notify=notify, on_task=callback)
+    db = open_readonly(p.run_dir)
+    try:
+        results = read_results(db, [t.id for t in p.tasks])
+    finally:
+        db.close()
+    return RunResult(run_dir=p.run_dir.resolve(), total=outcome.total, skipped=outcome.skipped,
+                     interrupted=outcome.interrupted, reason=outcome.reason, tasks=results,
+                     exit_status=outcome.exit_status)
+
+
+def run(work: str | os.PathLike | Sequence[str | Task], workers=None, *,
+        args: Sequence[str] = (), on_result: Callable[[TaskResult], None] | None = None,
+        progress: bool = False, handle_signals: bool = False, **options) -> RunResult:
+    """Run ``work`` on ``workers`` and return a :class:`RunResult`.
+
+    ``work``: an app (``"busy"``, ``"./path/to/app"``, ``"mypkg.myapp"``) with its options in
+    ``args``; a task list (a :class:`pathlib.Path`); or a list of shell commands or
+    :class:`Task` objects.  ``workers``: a hosts file path, a list of :class:`Worker`, or None
+    (``./hosts.yaml`` if present, else this machine).  ``options``: ``name``, ``run_dir``,
+    ``procs``, ``retries``, ``retry_delay``, ``timeout``, ``halt``, ``heartbeat_timeout``,
+    ``memfree`` (bytes), ``ssh_config``, ``verify_host_keys``, as the CLI's flags.
+    ``on_result`` is called with each task's :class:`TaskResult` as it succeeds or fails for
+    good.  Rerunning with the same ``run_dir`` resumes: finished tasks are not run again.
+    """
+    p = prepare(work, workers, args=args, **options)
+    return execute(p, on_result=on_result, progress=progress, handle_signals=handle_signals,
+                   command_line=shlex.join([sys.argv[0] if sys.argv else "python", "(api)"]))
