@@ -3,7 +3,7 @@
 #   bash scripts/test.sh [pytest args]
 # Installs Debian's openssh-server (the sshd test bed), mariadb-server and galera-4 (the loader's
 # database and cluster tests), GNU parallel (the dispatch benchmark's peer) and chromium (the web
-# view's test) when missing, then this project with its test extras.
+# view's test) when missing, then this project with its test extras into .venv (created when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,10 +20,10 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
-python3 -m ruff check .
+. scripts/venv.sh "[test]"
+"$PY" -m ruff check --quiet . || { echo "ruff found problems (above)"; exit 1; }
 set +e
-python3 -m pytest "$@"
+"$PY" -m pytest "$@"
 rc=$?
 set -e
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.

@@ -1,0 +1,29 @@
+# Sourced by quickstart.sh and test.sh: use this checkout's virtual environment, making it
+# first when missing.  Debian's own python3 refuses `pip install` outside a venv (PEP 668),
+# so both README commands always work in one.  Set LASAIR_VENV to use another folder.
+#   usage: . scripts/venv.sh EXTRAS     (EXTRAS: "" or "[test]")
+set -euo pipefail
+VENV="${LASAIR_VENV:-.venv}"
+_extras="${1:-}"
+_sudo() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  if ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
+    echo "installing python3-venv (Debian splits venv out of python3)"
+    _sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive _sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+  fi
+  echo "creating the virtual environment $VENV ($(python3 --version)); later runs reuse it"
+  python3 -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+export PATH="$PWD/$VENV/bin:$PATH"
+# Install (again) only when the project's metadata changed since the last install.
+_stamp="$VENV/.installed${_extras//[^a-z]/-}"
+if [ ! -f "$_stamp" ] || [ setup.cfg -nt "$_stamp" ] || [ pyproject.toml -nt "$_stamp" ]; then
+  echo "installing lasair-parallel$_extras into $VENV"
+  "$PY" -m pip install -q --disable-pip-version-check -e ".$_extras"
+  touch "$_stamp"
+else
+  echo "using $VENV (lasair-parallel$_extras already installed)"
+fi
