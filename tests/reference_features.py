@@ -2,7 +2,8 @@
 
 Mirrors anchors.md section 2 and the decisions documented in apps/rebuild_objects/features.py
 (fid 1 = g, fid 2 = r, fid 3 in neither band; NaN magnitudes are not measurements; duplicate jd
-gives NULL dmdt; each PS1 field from the last detection having it).  It is deliberately naive:
+gives NULL dmdt; each PS1 field from the last detection having it; ssnamenr from the latest
+detection itself, as Lasair).  It is deliberately naive:
 one object at a time, one detection at a time, no shared code with the vectorized version
 except the coordinate conversions (tested separately against astropy and lsst-sphgeom).
 """
@@ -93,12 +94,14 @@ def reference_features(rows: list[dict], window_days: float = 0.0) -> dict | Non
     out["ncandgp"] = sum(1 for r in dets if good(r))
     out["ncandgp_7"] = sum(1 for r in dets if good(r) and jdmax - r["jd"] < 7)
     out["ncandgp_14"] = sum(1 for r in dets if good(r) and jdmax - r["jd"] < 14)
-    for name in ("sgmag1", "srmag1", "sgscore1", "distpsnr1", "ssnamenr"):
+    for name in ("sgmag1", "srmag1", "sgscore1", "distpsnr1"):
         out[name] = NULL
         for r in dets:
             v = r[name]
             if v is not None and not (isinstance(v, float) and math.isnan(v)):
                 out[name] = v
+    # ssnamenr: the latest detection's own value, NULL if it has none (Lasair's create_features).
+    out["ssnamenr"] = dets[-1]["ssnamenr"]
     return out
 
 

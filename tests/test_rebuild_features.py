@@ -56,6 +56,34 @@ def test_real_sample_matches_reference(window):
     assert (f["ssnamenr"] != None).sum() > 0  # noqa: E711
 
 
+# Long-lived stationary sources whose latest detection matches no asteroid though an earlier one
+# did (anchors.md section 2b: Lasair's create_features leaves them untagged).
+UNTAGGED = ("ZTF18abtgkkp", "ZTF18abttnny", "ZTF18acujvrd")
+
+
+def test_ssnamenr_from_latest_detection_as_lasair():
+    """The 3 named sample objects: an earlier detection has an ssnamenr, the latest has none, so
+    the feature is NULL (a `ssnamenr IS NULL` filter keeps them); every object's ssnamenr is
+    its latest detection's, computed here straight from the sample rows."""
+    src = open_source("sample")
+    ids, _ = src.list_objects()
+    det = src.read_range(ids[0], ids[-1])
+    got_ids, f = compute_features(det)
+    where = {oid: i for i, oid in enumerate(got_ids)}
+    per_object = rows_of(det)
+    for oid in UNTAGGED:
+        rows = sorted(per_object[oid], key=lambda r: (r["jd"], r["candid"]))
+        assert rows[-1]["ssnamenr"] is None
+        assert any(r["ssnamenr"] is not None for r in rows[:-1]), oid  # the old rule tagged it
+        assert f["ssnamenr"][where[oid]] is None, oid
+    tagged = 0
+    for oid, rows in per_object.items():
+        latest = max(rows, key=lambda r: (r["jd"], r["candid"]))
+        assert f["ssnamenr"][where[oid]] == latest["ssnamenr"], oid
+        tagged += latest["ssnamenr"] is not None
+    assert tagged > 0
+
+
 @pytest.mark.parametrize("window", [0.0, 20.0])
 def test_synthetic_matches_reference(window):
     src = open_source("synthetic:1500:7")

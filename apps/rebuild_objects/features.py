@@ -20,7 +20,11 @@ rules with a plain loop):
   positive and their jd differ (duplicate jd gives dt = 0: NULL, never a division by zero).
 * g_minus_r: the latest night (largest nid) with a positive g and a positive r measurement; within
   that night the latest g and the latest r.
-* PS1 fields and ssnamenr: each from the last detection that has that field.
+* PS1 fields: each from the last detection that has that field.
+* ssnamenr: from the latest detection itself, NULL when it matches no asteroid even if an earlier
+  detection did (Lasair's own ``create_features``, lsst-uk/lasair4
+  ``pipeline/filter/features_ZTF/insert_query.py``; anchors.md section 2): a long-lived stationary
+  source must not be tagged as an asteroid by one old chance match.
 * ramean: ZTF positions of one object lie within arcseconds, so the mean is taken of RA offsets
   from the object's first detection wrapped to [-180, 180) (a plain mean of 359.9999 and 0.0001
   would give 180); rastd is 3600 * population std of those offsets (arcsec, no cos dec factor,
@@ -369,9 +373,9 @@ def compute_features(det: Detections, window_days: float = 0.0) -> tuple[np.ndar
         if mask is None or not np.array_equal(m, mask):  # the PS1 fields are NULL together
             mask, idx = m, _last_index(m, obj, n_obj)
         f[name] = _take(c[name], idx)
-    has_ss = np.not_equal(ss, None)
-    ss_idx = _last_index(has_ss, obj, n_obj)
+    # The latest detection's own value (None = no match), as Lasair: see the module docstring.
     ss_out = np.full(n_obj, None, dtype=object)
-    ss_out[ss_idx >= 0] = ss[ss_idx[ss_idx >= 0]]
+    if n_obj:
+        ss_out[:] = ss[ends]
     f["ssnamenr"] = ss_out
     return ids, {name: f[name] for name in COLUMN_NAMES}
