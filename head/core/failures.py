@@ -16,9 +16,10 @@ def failure_reason(ev: dict, missing: list[str]) -> str:
 
 
 def is_permanent(e: Exception) -> bool:
-    """Errors that another try will not fix: a bad host key, refused credentials."""
+    """Errors that another try will not fix: a bad host key, refused credentials, an agent of
+    another protocol version."""
     name = type(e).__name__
-    return name in ("HostKeyError", "AuthenticationError")
+    return name in ("HostKeyError", "AuthenticationError", "ProtocolMismatch")
 
 
 def describe_error(e: Exception) -> str:
