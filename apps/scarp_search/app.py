@@ -27,7 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_grid_options(p)
     p.add_argument("--snr-min", type=float, default=200.0,
                    help="CSV/PNG detection threshold on SNR (default 200)")
-    p.add_argument("--timeout", type=float, default=None, help="per-task timeout, seconds")
+    # Per-task time limits are the runner's own `parallel run --timeout S`, not an app option.
+    kt_help = {"log_kt_min": "smallest log10 of the template's diffusion age kt, kt in m^2 "
+                             "(default 0: 1 m^2)",
+               "log_kt_max": "largest log10 kt of the template grid (default 3.4: ~2500 m^2)",
+               "log_kt_step": "log10 kt step of the template grid (default 0.1)"}
+    for action in p._actions:
+        if action.dest in kt_help and not action.help:
+            action.help = kt_help[action.dest]
     return p
 
 
@@ -65,7 +72,7 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
                 "--log-kt-step", repr(args.log_kt_step)]
         tasks.append(ctx.task(f"scarp-{i0:04d}-{i1:04d}", argv,
                               weight=float((i1 - i0) * len(kts) * ny * nx),
-                              outputs=(str(out),), inputs=(dem,), timeout=args.timeout))
+                              outputs=(str(out),), inputs=(dem,)))
     return tasks
 
 
