@@ -17,7 +17,7 @@ from typing import Any
 __all__ = [
     "App", "AppError", "Attempt", "ParallelError", "PlanContext", "RunFailed", "RunResult",
     "Task", "TaskResult", "UsageError", "Worker", "__version__", "emit", "python_command",
-    "read_hosts", "run",
+    "read_hosts", "run", "sample_light_curves",
 ]
 
 # name -> module that defines it; resolved on first use (PEP 562)
@@ -50,6 +50,15 @@ def __getattr__(name: str) -> Any:
     except KeyError:
         raise AttributeError(f"module 'lasair_parallel' has no attribute {name!r}") from None
     return getattr(importlib.import_module(module), name)
+
+
+def sample_light_curves():
+    """The bundled real ZTF light curves (a CSV of detections; fink-science, Apache-2.0)."""
+    from importlib import resources
+    from pathlib import Path
+
+    return Path(str(resources.files("lasair_parallel.apps.rebuild_objects") / "data"
+                    / "candidates.csv"))
 
 
 def __dir__() -> list[str]:
