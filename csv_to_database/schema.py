@@ -13,19 +13,29 @@ _CREATE = re.compile(r"^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?[`\"\[]?(\w
                      re.IGNORECASE)
 
 
-def find_app_schemas(table: str, package: str = "lasair_parallel.apps") -> list[tuple[str, str]]:
-    """``(origin, sql)`` for every ``<package>/*/schema/<table>.sql`` among installed apps."""
-    try:
-        root = importlib.resources.files(package)
-    except ModuleNotFoundError:
-        return []
+SCHEMA_GROUP = "lasair_parallel.schemas"  # entry points: name = package holding schema/*.sql
+
+
+def find_app_schemas(table: str) -> list[tuple[str, str]]:
+    """``(origin, sql)`` for every ``<package>/schema/<table>.sql`` that an installed
+    distribution declares in the :data:`SCHEMA_GROUP` entry-point group (the built-in apps do,
+    in setup.cfg; so can plugins).  The loader knows packages by entry point, not by scanning
+    an apps folder."""
+    from importlib import metadata
+
+    eps = metadata.entry_points()
+    group = eps.select(group=SCHEMA_GROUP) if hasattr(eps, "select") else \
+        eps.get(SCHEMA_GROUP, [])  # pragma: no cover - Python < 3.10
     found = []
-    for app in sorted(root.iterdir(), key=lambda p: p.name):
-        if not app.is_dir():
+    for ep in sorted(group, key=lambda e: e.name):
+        package = ep.value.split(":")[0].strip()
+        try:
+            f = importlib.resources.files(package) / "schema" / f"{table}.sql"
+        except ModuleNotFoundError:
             continue
-        f = app / "schema" / f"{table}.sql"
         if f.is_file():
-            found.append((f"{package}/{app.name}/schema/{table}.sql", f.read_text("utf-8")))
+            found.append((f"{package.replace('.', '/')}/schema/{table}.sql",
+                          f.read_text("utf-8")))
     return found
 
 

@@ -67,18 +67,29 @@ def test_option_file_and_env_precedence(tmp_path, monkeypatch):
         find_credentials(t, defaults_file=tmp_path / "missing.cnf")
 
 
-def test_find_app_schemas_in_a_package(tmp_path, monkeypatch):
+def test_find_app_schemas_through_entry_points(tmp_path, monkeypatch):
+    """A distribution declaring a schema package is found; an apps folder is never scanned."""
     pkg = tmp_path / "fakeapps_ctd"
     (pkg / "one" / "schema").mkdir(parents=True)
-    (pkg / "two").mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "one" / "__init__.py").write_text("")
     (pkg / "one" / "schema" / "things.sql").write_text("CREATE TABLE things (a INT PRIMARY KEY);")
+    (pkg / "two" / "schema").mkdir(parents=True)  # not declared: must not be found
+    (pkg / "two" / "__init__.py").write_text("")
+    (pkg / "two" / "schema" / "things.sql").write_text("CREATE TABLE things (b INT);")
+    dist = tmp_path / "fakeapps_ctd-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeapps-ctd\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[lasair_parallel.schemas]\none = fakeapps_ctd.one\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    found = find_app_schemas("things", package="fakeapps_ctd")
-    assert found == [("fakeapps_ctd/one/schema/things.sql", "CREATE TABLE things (a INT PRIMARY KEY);")]
-    assert find_app_schemas("nothing", package="fakeapps_ctd") == []
-    sys.modules.pop("fakeapps_ctd", None)
+    found = [f for f in find_app_schemas("things") if f[0].startswith("fakeapps_ctd")]
+    assert found == [("fakeapps_ctd/one/schema/things.sql",
+                      "CREATE TABLE things (a INT PRIMARY KEY);")]
+    assert find_app_schemas("nothing") == []
+    assert [o for o, _ in find_app_schemas("objects")] == \
+        ["lasair_parallel/apps/rebuild_objects/schema/objects.sql"]
+    for m in [m for m in sys.modules if m.startswith("fakeapps_ctd")]:
+        sys.modules.pop(m)
 
 
 def test_schema_file_checks(tmp_path):

@@ -102,8 +102,10 @@ def build_wheel(root: Path, out: Path) -> Path:
             f"Summary: {cfg['metadata'].get('description', '')}",
             f"Requires-Python: {cfg['options'].get('python_requires', '>=3')}"]
     meta += [f"Requires-Dist: {r}" for r in requires]
-    eps = "[console_scripts]\n" + "\n".join(
-        _lines(cfg["options.entry_points"].get("console_scripts", ""))) + "\n"
+    # Every entry-point group setup.cfg declares (console scripts, schema packages, apps).
+    eps = "".join(f"[{group}]\n" + "\n".join(_lines(value)) + "\n\n"
+                  for group, value in cfg["options.entry_points"].items()
+                  if group not in cfg.defaults() and _lines(value))
     files += [(f"{info}/METADATA", ("\n".join(meta) + "\n").encode()),
               (f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: lasair-parallel deploy\n"
                                 b"Root-Is-Purelib: true\nTag: py3-none-any\n"),
