@@ -126,7 +126,7 @@ class Connection:
             raise HostDown(f"agent did not greet: {msg!r}")
         if msg.get("protocol") != PROTOCOL_VERSION:
             raise ProtocolMismatch(
-                f"{self.spec.label}: its agent speaks protocol {msg.get('protocol')}, this head "
+                f"its agent speaks protocol {msg.get('protocol')}, this head "
                 f"{PROTOCOL_VERSION}; run the same lasair-parallel version on both (parallel deploy)")
         self.hello = msg
         return msg
