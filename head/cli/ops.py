@@ -7,50 +7,49 @@ CLI stays one group while each command's logic lives in its own library module.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import click
-from lasair_parallel.head.connect.hosts import HostsError, read_hosts
+from lasair_parallel.head.api import read_hosts
+from lasair_parallel.head.connect.hosts import HostsError
+
+# The one default every command shares (lasair_parallel.head.api.default_workers).
+WORKERS_HELP = ("hosts.yaml or a GNU parallel sshloginfile [default: ./hosts.yaml if present, "
+                "else this machine]")
+SSH_CONFIG_HELP = "An ssh_config file to use instead of ~/.ssh/config."
+NO_KEY_CHECK_HELP = "Do not verify worker host keys (insecure)."
 
 
 def _head_alive(run_dir: Path) -> bool:
-    """Is a head running ``run_dir`` now? (its pid is alive and the run has not finished)"""
-    from lasair_parallel.head.views.status import summary
+    """Is a head running ``run_dir`` now? (its pid is alive here and the run has not ended)"""
+    from lasair_parallel.head.views.results import JournalReader
+    from lasair_parallel.head.views.status import head_host, run_state
 
-    s = summary(run_dir)
-    pid = s.get("head_pid")
-    if not pid or s.get("finished"):
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    with JournalReader(run_dir) as j:
+        return run_state(j.meta(), head_host(run_dir))[1]
 
 
 def register(main: click.Group, fail: Callable[[str], None], user_errors: tuple) -> None:
     """Add the operating commands to ``main``."""
 
-    @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+                  short_help="Time APP over a grid of workers x procs.")
     @click.argument("app")
-    @click.option("--workers", type=click.Path(dir_okay=False), default="hosts.yaml",
-                  show_default=True, help="hosts.yaml or sshloginfile; cells use its first N.")
+    @click.option("--workers", type=click.Path(dir_okay=False),
+                  help=WORKERS_HELP + "; a cell with N workers uses its first N.")
     @click.option("--sweep-workers", default="1,2,4", show_default=True,
                   help="Numbers of workers to sweep.")
     @click.option("--sweep-procs", default="1,2,4,8", show_default=True,
                   help="Slots per worker to sweep.")
     @click.option("--out", type=click.Path(file_okay=False),
                   help="Where cells and tables go [default: runs/bench-<app>].")
-    @click.option("--ssh-config", type=click.Path(dir_okay=False))
-    @click.option("--no-host-key-check", is_flag=True)
+    @click.option("--ssh-config", type=click.Path(dir_okay=False), help=SSH_CONFIG_HELP)
+    @click.option("--no-host-key-check", is_flag=True, help=NO_KEY_CHECK_HELP)
     @click.pass_context
-    def bench(ctx: click.Context, app: str, workers: str, sweep_workers: str, sweep_procs: str,
+    def bench(ctx: click.Context, app: str, workers: str | None, sweep_workers: str, sweep_procs: str,
               out: str | None, ssh_config: str | None, no_host_key_check: bool) -> None:
         """Run APP once per (workers x procs) cell; write CSV, Markdown table and heatmap.
 
@@ -73,16 +72,17 @@ def register(main: click.Group, fail: Callable[[str], None], user_errors: tuple)
                           log=lambda m: click.echo(m, err=True))
         except (*user_errors, BenchError, ValueError) as e:
             fail(str(e))
-        title = f"{name} {' '.join(ctx.args)}: wall seconds per run".strip()
+        title = f"{name} {' '.join(ctx.args)}".strip()
         paths = write_outputs(cells, outdir, title)
         click.echo(paths["md"].read_text())
         click.echo("wrote " + ", ".join(str(p) for p in paths.values()), err=True)
         if any(c.failed for c in cells):
             sys.exit(1)
 
-    @main.command()
+    @main.command(short_help="Timeline PNG and tuning numbers of a run.")
     @click.argument("run", required=False)
-    @click.option("--json", "as_json", is_flag=True, help="Print the report data as JSON.")
+    @click.option("--json", "as_json", is_flag=True,
+                  help="Print the report data as JSON (one row per attempt under `bars`).")
     def report(run: str | None, as_json: bool) -> None:
         """Timeline PNG and summary of RUN [default: latest] under RUN/report/."""
         from lasair_parallel.head.views.report import render, write_report
@@ -97,18 +97,17 @@ def register(main: click.Group, fail: Callable[[str], None], user_errors: tuple)
         click.echo(f"wrote {out / 'timeline.png'}, {out / 'summary.md'}, "
                    f"{out / 'report.json'}", err=True)
 
-    @main.command()
-    @click.option("--workers", type=click.Path(dir_okay=False), default="hosts.yaml",
-                  show_default=True)
+    @main.command(short_help="Install this project in a venv on every worker.")
+    @click.option("--workers", type=click.Path(dir_okay=False), help=WORKERS_HELP)
     @click.option("--deps", type=click.Choice(["index", "wheels", "none"]), default="index",
                   show_default=True, help="index: workers' pip fetches dependencies; wheels: "
                   "ship pinned dependency wheels (no index needed); none: install only this "
                   "project (use with --system-site-packages).")
     @click.option("--system-site-packages", is_flag=True,
                   help="The venv sees the worker's system site-packages.")
-    @click.option("--ssh-config", type=click.Path(dir_okay=False))
-    @click.option("--no-host-key-check", is_flag=True)
-    def deploy(workers: str, deps: str, system_site_packages: bool, ssh_config: str | None,
+    @click.option("--ssh-config", type=click.Path(dir_okay=False), help=SSH_CONFIG_HELP)
+    @click.option("--no-host-key-check", is_flag=True, help=NO_KEY_CHECK_HELP)
+    def deploy(workers: str | None, deps: str, system_site_packages: bool, ssh_config: str | None,
                no_host_key_check: bool) -> None:
         """Install this project (the head's version) in a venv on every worker."""
         from lasair_parallel.head.ops.deploy import DeployError, render
@@ -124,17 +123,16 @@ def register(main: click.Group, fail: Callable[[str], None], user_errors: tuple)
         if not all(r.ok for r in results):
             sys.exit(1)
 
-    @main.group()
+    @main.group(short_help="Check workers; add or drain workers of a run.")
     def hosts() -> None:
         """Check workers; add or drain workers of a running run."""
 
-    @hosts.command("check")
-    @click.option("--workers", type=click.Path(dir_okay=False), default="hosts.yaml",
-                  show_default=True)
-    @click.option("--json", "as_json", is_flag=True)
-    @click.option("--ssh-config", type=click.Path(dir_okay=False))
-    @click.option("--no-host-key-check", is_flag=True)
-    def hosts_check(workers: str, as_json: bool, ssh_config: str | None,
+    @hosts.command("check", short_help="Reachability, Python, cores, memory of each worker.")
+    @click.option("--workers", type=click.Path(dir_okay=False), help=WORKERS_HELP)
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @click.option("--ssh-config", type=click.Path(dir_okay=False), help=SSH_CONFIG_HELP)
+    @click.option("--no-host-key-check", is_flag=True, help=NO_KEY_CHECK_HELP)
+    def hosts_check(workers: str | None, as_json: bool, ssh_config: str | None,
                     no_host_key_check: bool) -> None:
         """Reachability, auth, host key, Python, cores, memory, load, disk of every worker."""
         from lasair_parallel.head.ops.hostcheck import as_rows, check_hosts, render
@@ -148,14 +146,17 @@ def register(main: click.Group, fail: Callable[[str], None], user_errors: tuple)
         if not all(c.ok for c in checks):
             sys.exit(1)
 
-    @hosts.command("add")
+    @hosts.command("add", short_help="Add a worker to a running run.")
     @click.argument("run")
     @click.argument("host")
     @click.option("--procs", type=int, help="Slots [default: from HOST, e.g. 4/node1, else 1].")
-    @click.option("--identity", type=click.Path(dir_okay=False))
-    @click.option("--workdir")
-    @click.option("--python")
-    @click.option("--shared-fs/--no-shared-fs", default=None)
+    @click.option("--identity", type=click.Path(dir_okay=False),
+                  help="SSH private key for HOST [default: ssh's own choice].")
+    @click.option("--workdir", help="Directory tasks run in on HOST [default: the home].")
+    @click.option("--python", help="Python on HOST that runs the agent "
+                  "[default: the deployed venv, else python3].")
+    @click.option("--shared-fs/--no-shared-fs", default=None,
+                  help="Whether HOST sees the head's files; without, outputs are copied back.")
     @click.option("--name", help="Display name (the label `hosts remove` takes).")
     def hosts_add(run: str, host: str, procs: int | None, identity: str | None,
                   workdir: str | None, python: str | None, shared_fs: bool | None,
@@ -181,7 +182,7 @@ def register(main: click.Group, fail: Callable[[str], None], user_errors: tuple)
         send_command(rdir, {"op": "add", "spec": spec_to_json(spec)})
         click.echo(f"asked the head of {rdir} to add {spec.label} ({spec.procs} slot(s))")
 
-    @hosts.command("remove")
+    @hosts.command("remove", short_help="Drain a worker from a running run.")
     @click.argument("run")
     @click.argument("host")
     def hosts_remove(run: str, host: str) -> None:

@@ -75,7 +75,7 @@ def sweep(ref, app: ModuleType, app_args, hosts: list[HostSpec], workers: list[i
             res = execute(cell_hosts, tasks, rdir, f"{name}-w{w}-p{p}", opts, progress=False,
                           app=app, app_args=app_args, app_ctx=ctx)
             wall = time.perf_counter() - t0
-            span = summary(rdir)["elapsed"]
+            span = summary(rdir)["span"]
             cells.append(Cell(w, p, wall, span, res.done, res.failed))
             log(f"bench: {w} worker(s) x {p} proc(s): {wall:.2f} s "
                 f"({res.done} done, {res.failed} failed)")

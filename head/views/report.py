@@ -11,15 +11,18 @@ summary under ``RUN/report/``.
 from __future__ import annotations
 
 import json
-import sqlite3
 import statistics
 import time
 from pathlib import Path
+
+from lasair_parallel.head.views.results import JournalReader, short_command
 
 # Bar colours: a first-try success, a success that needed retries, and each kind of failure.
 COLOURS = {"ok": "#4c78a8", "retry_ok": "#9467bd", "failed": "#d62728", "timeout": "#ff7f0e",
            "lost": "#7f7f7f", "killed": "#000000", "running": "#bcbd22"}
 TOP = 10  # slowest tasks and retried tasks listed in a report
+LABEL_CHAR_IN = 0.06  # width of one 7-point character on the timeline, inches
+LABEL_MIN_CHARS = 6  # shorter labels are noise: a bar that cannot hold this stays bare
 
 
 def _stats(xs: list[float]) -> dict:
@@ -31,24 +34,21 @@ def _stats(xs: list[float]) -> dict:
 
 def analyse(run_dir: Path) -> dict:
     """Every number of the report, as plain data (times in seconds from the first start)."""
-    db = sqlite3.connect(f"file:{Path(run_dir) / 'journal.sqlite'}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
-            "SELECT a.task_id, a.attempt, a.host, a.slot, a.queued, a.start, a.end, a.outcome, "
-            "a.reason, a.maxrss_kb, t.weight, t.attempts FROM attempts a "
-            "JOIN tasks t ON t.id = a.task_id ORDER BY a.start").fetchall()
-        slots = dict(db.execute("SELECT host, slots FROM hosts"))
-        meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
-    finally:
-        db.close()
+    with JournalReader(run_dir) as j:
+        rows = j.attempts()
+        slots = j.slots()
+        meta = j.meta()
     now = time.time()
     bars = []
-    for tid, att, host, slot, queued, start, end, outcome, reason, rss, weight, _n in rows:
-        end = end if end is not None else now
-        kind = "retry_ok" if outcome == "ok" and att > 1 else outcome
-        bars.append({"task": tid, "attempt": att, "host": host, "slot": slot, "t0": start,
-                     "t1": end, "seconds": max(0.0, end - start), "outcome": outcome,
-                     "colour": kind, "reason": reason, "maxrss_kb": rss, "weight": weight,
+    for a in rows:
+        start, queued = a["start"], a["queued"]
+        end = a["end"] if a["end"] is not None else now
+        kind = "retry_ok" if a["outcome"] == "ok" and a["attempt"] > 1 else a["outcome"]
+        bars.append({"task": a["task"], "attempt": a["attempt"], "host": a["host"],
+                     "slot": a["slot"], "t0": start, "t1": end,
+                     "seconds": max(0.0, end - start), "outcome": a["outcome"], "colour": kind,
+                     "reason": a["reason"], "maxrss_kb": a["maxrss_kb"], "weight": a["weight"],
+                     "command": short_command(a["command"]),
                      "queue_wait": max(0.0, start - queued) if queued else None})
     t0 = min((b["t0"] for b in bars), default=0.0)
     for b in bars:
@@ -70,8 +70,8 @@ def analyse(run_dir: Path) -> dict:
     retried: dict[str, list] = {}
     for b in bars:
         retried.setdefault(b["task"], []).append(b)
-    retries = [{"task": t, "attempts": [(b["attempt"], b["host"], b["outcome"], b["reason"])
-                                        for b in bs]}
+    retries = [{"task": t, "command": bs[0]["command"],
+                "attempts": [(b["attempt"], b["host"], b["outcome"], b["reason"]) for b in bs]}
                for t, bs in retried.items() if len(bs) > 1]
     return {
         "run": str(run_dir), "name": meta.get("name"), "makespan": makespan,
@@ -86,13 +86,13 @@ def analyse(run_dir: Path) -> dict:
         "weight": weight_fit(ok),
         "peak_rss_kb": max((b["maxrss_kb"] or 0 for b in bars), default=0),
         "bars": [{k: b[k] for k in ("task", "attempt", "host", "slot", "start", "end",
-                                    "outcome", "colour")} for b in bars],
+                                    "outcome", "colour", "command")} for b in bars],
     }
 
 
 def _brief(b: dict) -> dict:
-    return {"task": b["task"], "host": b["host"], "seconds": b["seconds"], "weight": b["weight"],
-            "maxrss_kb": b["maxrss_kb"]}
+    return {"task": b["task"], "command": b["command"], "host": b["host"],
+            "seconds": b["seconds"], "weight": b["weight"], "maxrss_kb": b["maxrss_kb"]}
 
 
 def critical_path(bars: list[dict], slots: int) -> dict:
@@ -168,18 +168,33 @@ def render(r: dict) -> str:
     for host, u in r["hosts"].items():
         lines.append(f"| {host} | {u['slots']} | {u['attempts']} | {u['busy_seconds']:.2f} | "
                      f"{100 * u['utilisation']:.1f}% |")
-    lines += ["", "Slowest tasks:", "", "| task | host | seconds | weight | peak MiB |",
-              "|---|---|---|---|---|"]
+    lines += ["", "Slowest tasks:", "",
+              "| task | command | host | seconds | weight | peak MiB |",
+              "|---|---|---|---|---|---|"]
     for s in r["slowest"]:
-        lines.append(f"| {s['task']} | {s['host']} | {s['seconds']:.2f} | {s['weight']:g} | "
-                     f"{(s['maxrss_kb'] or 0) / 1024:.1f} |")
+        cmd = s["command"].replace("|", "\\|")  # a pipe would split the Markdown cell
+        lines.append(f"| {s['task']} | `{cmd}` | {s['host']} | {s['seconds']:.2f} | "
+                     f"{s['weight']:g} | {(s['maxrss_kb'] or 0) / 1024:.1f} |")
     if r["retries"]:
         lines += ["", "Retries:"]
         for t in r["retries"]:
             tries = "; ".join(f"#{a} {h} {o}" + (f" ({why})" if why else "")
                               for a, h, o, why in t["attempts"])
-            lines.append(f"- {t['task']}: {tries}")
+            lines.append(f"- {t['task']} (`{t['command']}`): {tries}")
     return "\n".join(lines) + "\n"
+
+
+def bar_label(b: dict, fits: int) -> str:
+    """A timeline bar's text: the task id, or its command when the id is a bare hash (a task
+    list's), cut to ``fits`` characters; empty when fewer than LABEL_MIN_CHARS fit."""
+    if fits < LABEL_MIN_CHARS:
+        return ""
+    tid = b["task"].split("-")[0]
+    hashed = len(tid) == 12 and all(c in "0123456789abcdef" for c in tid)
+    text = b.get("command") or b["task"] if hashed else b["task"]
+    if b.get("attempt", 1) > 1:
+        text = f"{text} #{b['attempt']}"
+    return text if len(text) <= fits else text[:fits - 1] + "\u2026"
 
 
 def plot(r: dict, path: Path) -> Path:
@@ -194,10 +209,20 @@ def plot(r: dict, path: Path) -> Path:
     row = {lane: i for i, lane in enumerate(lanes)}
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(11, 3 + 0.3 * len(lanes) + 3),
                                   gridspec_kw={"height_ratios": [max(2, len(lanes)), 6]})
+    fig_w = fig.get_size_inches()[0]
+    span = max(r["makespan"], 1e-3)
     for b in r["bars"]:
-        ax.barh(row[(b["host"], b["slot"])], max(b["end"] - b["start"], 1e-3), left=b["start"],
-                height=0.8, color=COLOURS.get(b["colour"], "#17becf"), edgecolor="white",
-                linewidth=0.5)
+        width = max(b["end"] - b["start"], 1e-3)
+        y = row[(b["host"], b["slot"])]
+        ax.barh(y, width, left=b["start"], height=0.8,
+                color=COLOURS.get(b["colour"], "#17becf"), edgecolor="white", linewidth=0.5)
+        # Name the task on bars long enough to hold a few characters (about 0.85 of the
+        # figure's width is the axes; a 7-point character is ~0.06 in wide).
+        fits = int(width / span * 0.85 * fig_w / LABEL_CHAR_IN)
+        label = bar_label(b, fits)
+        if label:
+            ax.text(b["start"] + width / 2, y, label, ha="center", va="center", fontsize=7,
+                    color="white", clip_on=True)
     ax.set_yticks(range(len(lanes)), [f"{h} #{s}" for h, s in lanes], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the first task started")

@@ -28,11 +28,11 @@ def screen(run_dir: Path) -> tuple[str, bool]:
     extra = (f"  utilisation {100 * r['utilisation']:.0f}% over {r['slots']} slot(s); "
              f"queue wait median {r['queue_wait']['median']:.2f}s; dispatch gap median "
              f"{1000 * g['median']:.0f} ms; {r['retried_tasks']} retried")
-    return render(s) + "\n" + extra, bool(s.get("finished"))
+    return render(s) + "\n" + extra, not s["live"]
 
 
 def watch_status(run_dir: Path, stream=None) -> int:
-    """Redraw until the run finishes (exit 0) or Ctrl-C (exit 0)."""
+    """Redraw until the run ends (its head stops, or it finishes: exit 0) or Ctrl-C (exit 0)."""
     out = stream or sys.stdout
     tty = out.isatty()
     w = DirWatch([run_dir / "journal.sqlite-wal", run_dir / "journal.sqlite"])

@@ -16,45 +16,47 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
+from urllib.parse import unquote
 
-from lasair_parallel.head.views.status import summary
+from lasair_parallel.head.views.logs import LogError, attempt_log
+from lasair_parallel.head.views.results import JournalReader
+from lasair_parallel.head.views.status import state_line, summary
 
-TIMELINE_SECONDS = 120.0  # the moving timeline shows the last two minutes
+TIMELINE_SECONDS = 120.0  # a live run's timeline shows the last two minutes
 THROUGHPUT_BUCKETS = 60  # points on the throughput curve, whatever the run's length
+LOG_MAX = 1 << 20  # bytes of a log the page shows (the tail); `parallel logs` prints it all
 
 
 def run_data(run_dir: Path, now: float | None = None) -> dict:
     """Everything the page shows, as plain data (also useful to scripts and tests)."""
     now = time.time() if now is None else now
-    s = summary(run_dir, failures=10)
-    db = sqlite3.connect(f"file:{run_dir / 'journal.sqlite'}?mode=ro", uri=True)
-    try:
-        since = now - TIMELINE_SECONDS
-        bars = [dict(zip(("task", "attempt", "host", "slot", "start", "end", "outcome"), r))
-                for r in db.execute(
-                    "SELECT task_id, attempt, host, slot, start, end, outcome FROM attempts "
-                    "WHERE end IS NULL OR end >= ? ORDER BY start", (since,))]
-        t0, t1 = db.execute("SELECT MIN(start), MAX(COALESCE(end, start)) FROM attempts"
-                            ).fetchone()
+    s = summary(run_dir, failures=10, now=now)
+    with JournalReader(run_dir) as j:
+        t0, t1 = j.span()
+        # A live run: the last two minutes move along; an ended one: the whole run at once.
+        if s["live"]:
+            w1 = now
+            w0 = max(now - TIMELINE_SECONDS, min(t0 or now, s["started"] or now))
+        else:
+            w0 = min(x for x in (t0, s["started"]) if x) if (t0 or s["started"]) else now
+            w1 = max(t1 or w0, w0 + 1e-3)
+        bars = [{k: b[k] for k in ("task", "attempt", "host", "slot", "start", "end",
+                                   "outcome")} for b in j.attempts(since=w0 if s["live"] else None)]
         series = []
         if t0 is not None:
             width = max((max(t1, t0 + 1e-3) - t0) / THROUGHPUT_BUCKETS, 1.0)
-            counts = dict(db.execute(
-                "SELECT CAST((end - ?) / ? AS INTEGER) AS b, COUNT(*) FROM attempts "
-                "WHERE outcome = 'ok' GROUP BY b", (t0, width)))
+            counts = j.ok_per_bucket(t0, width)
             n_buckets = int((t1 - t0) / width) + 1
             series = [{"t": t0 + (i + 1) * width, "per_s": counts.get(i, 0) / width}
                       for i in range(n_buckets)]
-        slots = [{"host": h, "slots": n} for h, n in db.execute(
-            "SELECT host, slots FROM hosts ORDER BY host")]
-    finally:
-        db.close()
-    done = s["done"] + s["failed"]
+        slots = [{"host": h, "slots": n} for h, n in j.slots().items()]
+    settled = s["done"] + s["failed"]
     eta = None
-    if s["elapsed"] > 0 and done and not s.get("finished"):
-        eta = s["elapsed"] / done * (s["total"] - done)
-    return {**s, "now": now, "eta": eta, "timeline": bars, "window": TIMELINE_SECONDS,
-            "throughput": series, "slots": slots}
+    if s["live"] and s["elapsed"] > 0 and settled:
+        eta = s["elapsed"] / settled * (s["total"] - settled)
+    return {**s, "state_text": state_line(s), "eta": eta, "timeline": bars,
+            "window": w1 - w0, "window_start": w0, "window_end": w1, "live_window": s["live"],
+            "throughput": series, "t0": t0, "slots": slots}
 
 
 def make_server(run_dir: Path, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
@@ -65,6 +67,8 @@ def make_server(run_dir: Path, host: str = "127.0.0.1", port: int = 8765) -> Thr
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
             if self.path in ("/", "/index.html"):
                 self._send(200, "text/html; charset=utf-8", page)
+            elif self.path.startswith("/log/"):
+                self._log(self.path[len("/log/"):])
             elif self.path == "/api/run":
                 try:
                     body = json.dumps(run_data(run_dir), default=str).encode()
@@ -74,6 +78,23 @@ def make_server(run_dir: Path, host: str = "127.0.0.1", port: int = 8765) -> Thr
                 self._send(200, "application/json", body)
             else:
                 self._send(404, "text/plain", b"not found")
+
+        def _log(self, rest: str) -> None:
+            """``/log/TASK/ATTEMPT/out|err``: an attempt's output, found through the journal
+            (never a path from the request), its last LOG_MAX bytes."""
+            parts = [unquote(p) for p in rest.split("/")]
+            try:
+                if len(parts) != 3 or not parts[1].isdigit() or parts[2] not in ("out", "err"):
+                    raise LogError("give /log/TASK/ATTEMPT/out or /log/TASK/ATTEMPT/err")
+                text = attempt_log(run_dir, parts[0], int(parts[1]), parts[2])
+            except LogError as e:
+                self._send(404, "text/plain; charset=utf-8", f"{e}\n".encode())
+                return
+            except sqlite3.Error as e:
+                self._send(503, "text/plain; charset=utf-8", f"{e}\n".encode())
+                return
+            body = text.encode("utf-8", "replace")[-LOG_MAX:]
+            self._send(200, "text/plain; charset=utf-8", body)
 
         def _send(self, code: int, ctype: str, body: bytes) -> None:
             self.send_response(code)
