@@ -41,7 +41,7 @@ def main(verbose: int) -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-              add_help_option=False)
+              add_help_option=False, short_help="Run an app or a task list on the workers.")
 @click.argument("app", required=False)
 @click.option("--tasks", "tasks_file", type=click.Path(dir_okay=False),
               help="A task list: one shell command per line.")
@@ -193,6 +193,8 @@ def _print_result(result) -> None:
         click.echo(f"  failed: {t.id} ({_short(t.command)}){where}  {tail[0][:160]}", err=True)
     if len(failed) > 5:
         click.echo(f"  ... see `parallel status {result.run_dir}`", err=True)
+    if failed:
+        click.echo(f"  output of a failed task: parallel logs {result.run_dir} TASK", err=True)
 
 
 def _short(command: str, width: int = 60) -> str:
@@ -200,13 +202,18 @@ def _short(command: str, width: int = 60) -> str:
     return one if len(one) <= width else one[:width - 3] + "..."
 
 
-@main.command()
+@main.command(short_help="Progress, hosts and failures of a run.")
 @click.argument("run", required=False)
 @click.option("--json", "as_json", is_flag=True,
-              help="Machine-readable output, with the report's numbers under `report`.")
+              help="Machine-readable output: times as epoch seconds and, beside each, ISO 8601 "
+                   "(`*_iso`); the report's numbers under `report`.")
 @click.option("--watch", is_flag=True, help="Redraw as the run's journal changes, until it ends.")
 def status(run: str | None, as_json: bool, watch: bool) -> None:
-    """Progress, per-host counts and failures (with stderr tails) of RUN [default: latest]."""
+    """Progress, per-host counts and failures (with stderr tails) of RUN [default: latest].
+
+    Says whether the run is running (its head's pid is alive on this machine), was
+    interrupted (Ctrl-C: exit 130; rerun the same command to resume) or finished.
+    """
     from lasair_parallel.head.views.report import analyse
 
     try:
@@ -227,9 +234,9 @@ def status(run: str | None, as_json: bool, watch: bool) -> None:
         click.echo(render(s))
 
 
-@main.command()
+@main.command(short_help="A live, read-only web view of a run.")
 @click.argument("run", required=False)
-@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--port", type=int, default=8765, show_default=True, help="TCP port to listen on.")
 @click.option("--bind", default="127.0.0.1", show_default=True,
               help="Address to listen on; other interfaces only when asked for explicitly.")
 def serve(run: str | None, port: int, bind: str) -> None:
@@ -250,7 +257,7 @@ def serve(run: str | None, port: int, bind: str) -> None:
         pass
 
 
-@main.command("apps")
+@main.command("apps", short_help="List the apps `parallel run` knows.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def list_apps(as_json: bool) -> None:
     """The apps `parallel run NAME` knows: built-in and installed plugins.
@@ -271,6 +278,39 @@ def list_apps(as_json: bool) -> None:
     width = max(len(r.name) for r in refs)
     for r in refs:
         click.echo(f"{r.name:<{width}}  {r.origin:<12}  {r.description}")
+
+
+@main.command(short_help="Print a task's output (stdout and stderr).")
+@click.argument("run")
+@click.argument("task")
+@click.option("--attempt", type=int, help="Which attempt [default: the last].")
+@click.option("--stdout", "only", flag_value="out", help="Only the standard output.")
+@click.option("--stderr", "only", flag_value="err", help="Only the standard error.")
+def logs(run: str, task: str, attempt: int | None, only: str | None) -> None:
+    """Print what TASK of RUN wrote: its stdout, then its stderr.
+
+    TASK is the task's id (or the start of it), its line number in the task list, or a piece
+    of its command (`parallel logs runs/mylist 'exit 3'`).  A line naming the attempt goes to
+    stderr, so the output itself pipes cleanly.
+    """
+    from lasair_parallel.head.views.logs import find, header, pick_attempt, read_stream
+
+    try:
+        rdir = find_run(run)
+        t = find(rdir, task)
+        a = pick_attempt(t, attempt)
+    except USER_ERRORS as e:
+        fail(str(e))
+    click.echo(header(t, a), err=True)
+    for stream in (only,) if only else ("out", "err"):
+        text, whole = read_stream(rdir, a, stream)
+        if not only:
+            name = "stdout" if stream == "out" else "stderr"
+            click.echo(f"--- {name}" + ("" if whole else " (its last lines, from the journal: "
+                                        "the log file is gone)") + " ---")
+        elif not whole:
+            click.echo("(the log file is gone; its last lines, from the journal:)", err=True)
+        click.echo(text, nl=bool(text) and not text.endswith("\n"))
 
 
 register(main, fail, USER_ERRORS)
