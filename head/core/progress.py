@@ -13,6 +13,11 @@ from typing import TextIO
 import gevent
 
 
+def counts_text(ok: int, failed: int, total: int) -> str:
+    """``10 ok, 2 failed of 12``: how every progress line and summary counts tasks."""
+    return f"{ok} ok, {failed} failed of {total}"
+
+
 class Progress:
     def __init__(self, total: int, already: int, stream: TextIO | None = None,
                  interval: float = 10.0, enabled: bool = True):
@@ -52,16 +57,18 @@ class Progress:
             self.bar.refresh()
 
     def line(self) -> str:
+        """``10 ok, 2 failed of 12, 0 running; 14s elapsed, ETA 0s; <per-host counts>``."""
         s = self._sched
         if s is None:
-            return f"0/{self.total} done"
-        done = self.already + s.done + s.failed
+            return f"{self.already} ok, 0 failed of {self.total}"
         el = time.monotonic() - self.t0
         new = s.done + s.failed
-        eta = (el / new) * (self.total - done) if new else float("nan")
+        left = self.total - self.already - new
+        eta = (el / new) * left if new else float("nan")
         eta_s = f"ETA {eta:.0f}s" if eta == eta else "ETA ?"
-        return (f"{done}/{self.total} done ({s.failed} failed), {el:.0f}s elapsed, {eta_s}; "
-                + self.hosts_text(s))
+        running = sum(len(h.running) for h in s.hosts)
+        return (f"{counts_text(self.already + s.done, s.failed, self.total)}, {running} running; "
+                f"{el:.0f}s elapsed, {eta_s}; " + self.hosts_text(s))
 
     def _tick(self, interval: float) -> None:
         while True:
