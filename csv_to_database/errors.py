@@ -25,6 +25,10 @@ class ConnectError(UsageError):
     """No database host could be reached or the login was refused."""
 
 
+class RefusedFileRequest(ConnectError):
+    """The server asked for a local file the loader did not ask to send (see guard.py)."""
+
+
 class ShardError(LoadError):
     """One shard cannot be loaded; nothing of it was committed."""
 

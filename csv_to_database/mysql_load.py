@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 import pymysql
-from lasair_parallel.csv_to_database.errors import ShardError, UsageError
+from lasair_parallel.csv_to_database.errors import RefusedFileRequest, ShardError, UsageError
 from lasair_parallel.csv_to_database.ledger import Ledger
 from lasair_parallel.csv_to_database.schema import mysql_columns
 from lasair_parallel.csv_to_database.shard import (
@@ -34,6 +34,12 @@ DUPLICATE_KEY = 1062  # ER_DUP_ENTRY: expected (and skipped rows) under --ignore
 ATTEMPTS = 8  # tries per shard across failovers/deadlocks: backoff 0.25 s .. 32 s
 _AT_ROW = re.compile(r"(?:at row|Row) (\d+)")
 _RECORDS = re.compile(rb"Records: (\d+)")
+_SESSION_SQL = (
+    # Every warning must be seen to be refused (64 is the default cap); 65535 = max.
+    "SET SESSION max_error_count = 65535",
+    # A concurrent loader holding a shard's ledger key may take long: wait for it.
+    "SET SESSION innodb_lock_wait_timeout = 3600",
+)
 
 
 class MySQLLoader:
@@ -56,12 +62,10 @@ class MySQLLoader:
     def connect(self) -> None:
         """(Re)connect, starting with the current host; on failure the next hosts are tried."""
         self.close()
-        self.conn, self.host = connect_mysql(self.target, self.creds, start=self.host)
-        with self.conn.cursor() as cur:
-            # Every warning must be seen to be refused (64 is the default cap); 65535 = max.
-            cur.execute("SET SESSION max_error_count = 65535")
-            # A concurrent loader holding a shard's ledger key may take long: wait for it.
-            cur.execute("SET SESSION innodb_lock_wait_timeout = 3600")
+        # local_infile: this connection runs LOAD DATA LOCAL; the guard still sends only the
+        # one file named in _load_once (see guard.py).
+        self.conn, self.host = connect_mysql(self.target, self.creds, start=self.host,
+                                             local_infile=True, init_sql=_SESSION_SQL)
 
     def close(self) -> None:
         if self.conn is not None:
@@ -126,6 +130,9 @@ class MySQLLoader:
                     time.sleep(min(0.25 * 2 ** attempt, 32))
                 except pymysql.err.MySQLError as e:  # DataError, IntegrityError, ...: the data
                     raise self._refused(shard, e) from None
+                except RefusedFileRequest:
+                    self.close()  # the guard closed the socket already; drop the object too
+                    raise
             raise AssertionError("unreachable")
         finally:
             if source is not None and source[1]:
@@ -190,7 +197,8 @@ class MySQLLoader:
                                      pymysql.err.IntegrityError) == "skip":
                     conn.rollback()
                     return "skipped"
-                cur.execute(self._load_data_sql(shard), (source,))
+                with conn.allow_infile(source):  # the one file the server may ask for
+                    cur.execute(self._load_data_sql(shard), (source,))
                 self._check_load(cur, shard)
                 if shard.simple and not shard.unchanged():  # MySQL read the file itself
                     raise ShardError(shard.path, None, "file changed while it was being loaded",

@@ -6,6 +6,7 @@ URLs::
     mysql://user@host:3306/db
     mysql://user@h1:3306,h2:3307,h3/db           (a Galera cluster: tried in order)
     mysql://user@localhost/db?unix_socket=/run/mysqld/mysqld.sock
+    mysql://user@host/db?ssl-mode=VERIFY_IDENTITY&ssl-ca=/etc/mysql/ca.pem   (TLS: see tls.py)
 
 A password in a URL is refused: it would be visible in ``ps`` and shell history (Lasair's
 old loader passed ``--password=...`` on the command line).
@@ -22,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
-from lasair_parallel.csv_to_database.errors import ConnectError, UsageError
+from lasair_parallel.csv_to_database.errors import ConnectError, RefusedFileRequest, UsageError
+from lasair_parallel.csv_to_database.tls import TLS, tls_options
 
 MYSQL_SCHEMES = ("mysql", "mysql+pymysql", "mariadb", "mariadb+pymysql")
 DEFAULT_PORT = 3306  # MySQL's registered port
@@ -47,6 +49,7 @@ class Target:
     user: str | None = None
     hosts: tuple[tuple[str, int], ...] = ()
     unix_socket: str | None = None
+    params: tuple[tuple[str, str], ...] = ()  # the URL's ssl-* query options
 
     def display(self) -> str:
         """The target as a string for messages (never holds a password)."""
@@ -83,6 +86,7 @@ class Credentials:
     user: str | None = None
     password: Secret = field(default_factory=lambda: Secret(None))
     source: str = "none"
+    options: dict[str, str] = field(default_factory=dict)  # the option file's [client]
 
 
 def parse_db_url(url: str) -> Target:
@@ -117,12 +121,14 @@ def parse_db_url(url: str) -> Target:
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise UsageError(f"--db host {part!r} is not host or host:port")
         hosts.append((host, int(port)))
-    params = parse_qs(query)
+    params = parse_qs(query, keep_blank_values=True)
     sock = params.get("unix_socket", params.get("socket", [None]))[0]
     if not hosts and not sock:
         raise UsageError("--db mysql URL needs at least one host: mysql://user@host:port/db")
+    ssl_params = tuple((k, v[-1]) for k, v in params.items() if k.lower().startswith("ssl"))
+    tls_options(dict(ssl_params), {})  # bad ssl-* options are refused now, not at connect
     return Target(kind="mysql", database=unquote(db), user=user, hosts=tuple(hosts),
-                  unix_socket=sock)
+                  unix_socket=sock, params=ssl_params)
 
 
 def parse_db_urls(urls: list[str] | tuple[str, ...]) -> Target:
@@ -137,9 +143,12 @@ def parse_db_urls(urls: list[str] | tuple[str, ...]) -> Target:
         raise UsageError("several --db values are only allowed for mysql:// (Galera nodes)")
     if any((t.database, t.user) != (first.database, first.user) for t in targets):
         raise UsageError("repeated --db values must name the same user and database")
+    params = {k: v for t in targets for k, v in t.params}
+    if any(dict(t.params) != params for t in targets if t.params):
+        raise UsageError("repeated --db values must give the same ssl-* options (or none)")
     hosts = tuple(h for t in targets for h in t.hosts)
     return Target(kind="mysql", database=first.database, user=first.user, hosts=hosts,
-                  unix_socket=first.unix_socket)
+                  unix_socket=first.unix_socket, params=tuple(params.items()))
 
 
 def check_identifier(name: str, what: str = "--table") -> str:
@@ -186,11 +195,17 @@ def find_credentials(target: Target, password_env: str = DEFAULT_PASSWORD_ENV,
         if home_cnf.is_file():
             opts = read_option_file(home_cnf)
     user = target.user or opts.get("user") or os.environ.get("USER")
+    tls_options(dict(target.params), opts)  # a bad ssl-* line in the file: refused now
     if password_env and os.environ.get(password_env) is not None:
-        return Credentials(user, Secret(os.environ[password_env]), f"${password_env}")
+        return Credentials(user, Secret(os.environ[password_env]), f"${password_env}", opts)
     if "password" in opts:
-        return Credentials(user, Secret(opts["password"]), "option file")
-    return Credentials(user, Secret(None), "none")
+        return Credentials(user, Secret(opts["password"]), "option file", opts)
+    return Credentials(user, Secret(None), "none", opts)
+
+
+def target_tls(target: Target, creds: Credentials) -> TLS:
+    """The TLS settings of ``target``: its URL's ssl-* options, else the option file's."""
+    return tls_options(dict(target.params), creds.options)
 
 
 def connect_sqlite(target: Target) -> sqlite3.Connection:
@@ -200,48 +215,83 @@ def connect_sqlite(target: Target) -> sqlite3.Connection:
     return conn
 
 
-def connect_mysql(target: Target, creds: Credentials, start: int = 0,
-                  attempts: int = 2):
+def connect_mysql(target: Target, creds: Credentials, start: int = 0, attempts: int = 2,
+                  local_infile: bool = False, init_sql: tuple[str, ...] = ()):
     """Connect to the first usable host, starting at index ``start``; return ``(conn, index)``.
 
-    Hosts that refuse, are down or are not in Galera's primary component are skipped.
-    Raises :class:`ConnectError` (bad login, unknown database, every host down).
+    Hosts that refuse, are down, drop the connection during the readiness check or
+    ``init_sql``, or are not in Galera's primary component are skipped. The connection is a
+    :class:`GuardedConnection`: it sends no local file unless the loader allows that one file
+    (``local_infile`` only advertises the capability), and speaks TLS as the URL or option
+    file ask. Raises :class:`ConnectError` (bad login, unknown database, every host down) or
+    :class:`RefusedFileRequest` (a server asked for a file: no other host is tried).
     """
     import pymysql  # local import: SQLite-only use never needs it
+    from lasair_parallel.csv_to_database.guard import GuardedConnection
 
+    tls = target_tls(target, creds)
     endpoints: list[tuple[str | None, int | None]] = list(target.hosts) or [(None, None)]
     last = "no host"
     for rnd in range(attempts):
         for k in range(len(endpoints)):
             i = (start + k) % len(endpoints)
             host, port = endpoints[i]
+            where = f"{host}:{port}" if host is not None else str(target.unix_socket)
             kw = dict(user=creds.user, password=creds.password.get() or "",
                       database=target.database, charset="utf8mb4", autocommit=True,
-                      local_infile=True, connect_timeout=5, read_timeout=3600,
-                      write_timeout=3600)
+                      connect_timeout=5, read_timeout=3600, write_timeout=3600)
             if host is None:
                 kw["unix_socket"] = target.unix_socket
             else:
                 kw.update(host=host, port=port)
             try:
-                conn = pymysql.connect(**kw)
-            except pymysql.err.OperationalError as e:
-                code = e.args[0] if e.args else 0
+                conn = GuardedConnection(tls=tls, local_infile=local_infile, **kw)
+            except pymysql.err.MySQLError as e:
+                code = error_code(e)
                 if code in (1045, 1044, 1049):  # access denied / no db privilege / unknown db
                     raise ConnectError(
                         f"{target.display()}: {creds.password.scrub(str(e.args[-1]))} "
                         f"(password taken from {creds.source}; set MYSQL_PWD, --password-env "
                         "or --defaults-file, and check the database name)") from None
-                last = f"{host}:{port}: {creds.password.scrub(str(e.args[-1]))}"
+                last = f"{where}: {_reason(e, creds, tls)}"
                 continue
-            if _galera_ready(conn):
+            try:
+                ready = _galera_ready(conn)
+                if ready:
+                    with conn.cursor() as cur:
+                        for sql in init_sql:
+                            cur.execute(sql)
+            except RefusedFileRequest:
+                raise
+            except (pymysql.err.MySQLError, OSError) as e:
+                # e.g. 2013: the node dropped us mid-query (crashing, or leaving the cluster)
+                _close_quietly(conn)
+                last = f"{where}: connection lost during the readiness check: {_reason(e, creds, tls)}"
+                continue
+            if ready:
                 return conn, i
-            conn.close()
-            last = f"{host}:{port}: Galera node not ready (not in the primary component)"
+            _close_quietly(conn)
+            last = f"{where}: Galera node not ready (not in the primary component)"
         if rnd + 1 < attempts:
             time.sleep(1.0)  # a Galera view change takes ~1-3 s with the usual timeouts
     raise ConnectError(f"cannot connect to {target.display()}: {last} "
                        "(check --db and that the server is running)")
+
+
+def _reason(e: BaseException, creds: Credentials, tls: TLS) -> str:
+    """One line saying why a host failed; TLS failures name the settings to fix."""
+    text = creds.password.scrub(str(e.args[-1] if e.args else e)).replace("\n", " ")
+    if "SSL" in text or "TLS" in text or error_code(e) == 2026:
+        return (f"TLS failed (ssl-mode={tls.mode}): {text} (check ssl-ca/ssl-mode in --db "
+                "or the option file)")
+    return text
+
+
+def _close_quietly(conn) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - closing a dropped connection fails; it is gone anyway
+        pass
 
 
 def _galera_ready(conn) -> bool:
@@ -260,3 +310,22 @@ def error_code(exc: BaseException) -> int:
     """The MySQL error code of a pymysql exception, or 0."""
     args = getattr(exc, "args", ())
     return args[0] if args and isinstance(args[0], int) else 0
+
+
+def connect_untrusted(url_params: dict[str, str], option_file: str | Path | None = None,
+                      **kwargs):
+    """A pymysql connection for readers (e.g. the MySQL light-curve source): LOCAL INFILE
+    off, any file request refused, TLS from ``url_params``' ssl-* keys and ``option_file``.
+
+    ``kwargs`` are ``pymysql.connect`` arguments (host, port, user, password, database,
+    ``read_default_file``...); ``ssl*`` arguments are ignored in favour of ``url_params``.
+    Raises :class:`UsageError` for bad ssl-* options, pymysql errors otherwise.
+    """
+    from lasair_parallel.csv_to_database.guard import open_guarded
+
+    opts = read_option_file(Path(option_file)) if option_file else {}
+    tls = tls_options({k: v for k, v in url_params.items() if k.lower().startswith("ssl")}, opts)
+    for k in [k for k in kwargs if k.startswith("ssl")]:
+        del kwargs[k]
+    kwargs["local_infile"] = False
+    return open_guarded(tls=tls, **kwargs)
