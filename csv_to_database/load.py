@@ -5,16 +5,28 @@ from __future__ import annotations
 import glob
 import os
 import queue
-import tempfile
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lasair_parallel.csv_to_database.errors import LoadError, ShardError, UsageError, show_path
-from lasair_parallel.csv_to_database.schema import load_schema
+from lasair_parallel.csv_to_database.errors import (
+    LoadError,
+    RefusedFileRequest,
+    ShardError,
+    UsageError,
+    show_path,
+)
+from lasair_parallel.csv_to_database.schema import load_schema, mysql_columns, sqlite_columns
+from lasair_parallel.csv_to_database.scratch import scratch_dir
 from lasair_parallel.csv_to_database.shard import scan
-from lasair_parallel.csv_to_database.targets import Credentials, Target, check_identifier
+from lasair_parallel.csv_to_database.targets import (
+    Credentials,
+    Target,
+    check_identifier,
+    connect_mysql,
+)
 
 
 @dataclass
@@ -102,6 +114,56 @@ def _make_loader(target: Target, creds: Credentials | None, opts: LoadOptions, t
                        tmpdir, first_host=0)
 
 
+def _check_options(opts: LoadOptions) -> str | None:
+    """Refuse bad options up front; return the CREATE TABLE for ``opts.create`` (else None)."""
+    check_identifier(opts.table)
+    if opts.mode not in ("replace", "ignore", "insert"):
+        raise UsageError(f"unknown mode {opts.mode!r}")
+    if opts.parallel < 1:
+        raise UsageError("--parallel must be at least 1")
+    return load_schema(opts.table, opts.schema)[1] if opts.create else None
+
+
+def check_target(target: Target, opts: LoadOptions, creds: Credentials | None = None,
+                 create_flag: str = "--create") -> None:
+    """Check, without writing anything, that a load into ``target`` could start: the options,
+    the schema for ``opts.create``, the login, and that the table exists (unless created).
+
+    For callers that load later (``parallel --stream-to``): a wrong password or a missing
+    table is reported before any work is done. Raises :class:`UsageError`.
+    """
+    _check_options(opts)
+    missing = (f"table {opts.table} does not exist in {target.display()} "
+               f"(add {create_flag}, or create the table first)")
+    if target.kind == "sqlite":
+        path = Path(target.path)
+        if not path.exists():
+            if not opts.create:
+                raise UsageError(missing)
+            if not os.access(path.parent if str(path.parent) else ".", os.W_OK):
+                raise UsageError(f"cannot create {target.display()}: directory "
+                                 f"{show_path(path.parent)} is not writable")
+            return
+        try:  # read-only: a check must not create or change anything
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                cols = sqlite_columns(conn, opts.table)
+            finally:
+                conn.close()
+        except sqlite3.Error as e:
+            raise UsageError(f"cannot open {target.display()}: {e} "
+                             "(check the path in the URL)") from None
+    else:
+        conn, _ = connect_mysql(target, creds or Credentials())
+        try:
+            with conn.cursor() as cur:
+                cols = mysql_columns(cur, opts.table)
+        finally:
+            conn.close()
+    if not cols and not opts.create:
+        raise UsageError(missing)
+
+
 def load_shards(target: Target, shards: list[Path], opts: LoadOptions,
                 creds: Credentials | None = None,
                 progress: Callable[[int], None] | None = None,
@@ -112,12 +174,7 @@ def load_shards(target: Target, shards: list[Path], opts: LoadOptions,
     shard. Raises :class:`UsageError` for problems that concern every shard (no table,
     bad schema, unreachable database); per-shard problems are failed results.
     """
-    check_identifier(opts.table)
-    if opts.mode not in ("replace", "ignore", "insert"):
-        raise UsageError(f"unknown mode {opts.mode!r}")
-    if opts.parallel < 1:
-        raise UsageError("--parallel must be at least 1")
-    create_sql = load_schema(opts.table, opts.schema)[1] if opts.create else None
+    create_sql = _check_options(opts)
     summary = Summary()
     lock = threading.Lock()
     todo: queue.Queue[tuple[int, Path]] = queue.Queue()
@@ -125,7 +182,8 @@ def load_shards(target: Target, shards: list[Path], opts: LoadOptions,
         todo.put(item)
     results: list[ShardResult | None] = [None] * len(shards)
 
-    with tempfile.TemporaryDirectory(prefix="csv_to_database-") as tmpdir:  # mode 0700
+    fatal: list[BaseException] = []  # a server that asked for a file it may not have: stop
+    with scratch_dir() as tmpdir:
         first = _make_loader(target, creds, opts, tmpdir, 0)
         try:
             columns = first.prepare(create_sql)
@@ -141,12 +199,16 @@ def load_shards(target: Target, shards: list[Path], opts: LoadOptions,
         def work(loader) -> None:
             loader.columns = columns
             try:
-                while True:
+                while not fatal:
                     try:
                         i, path = todo.get_nowait()
                     except queue.Empty:
                         return
-                    res = _load_one(loader, path, report)
+                    try:
+                        res = _load_one(loader, path, report)
+                    except RefusedFileRequest as e:
+                        fatal.append(e)
+                        return
                     with lock:
                         results[i] = res
                         if on_result:
@@ -162,6 +224,8 @@ def load_shards(target: Target, shards: list[Path], opts: LoadOptions,
         work(first)
         for t in threads:
             t.join()
+    if fatal:
+        raise fatal[0]
     summary.results = [r for r in results if r is not None]
     return summary
 
@@ -183,6 +247,8 @@ def _load_one(loader, path: Path, report: Callable[[int], None]) -> ShardResult:
         return ShardResult(path, status, shard.rows, size)
     except ShardError as e:
         return ShardResult(path, "failed", 0, size, str(e))
+    except RefusedFileRequest:
+        raise  # not this shard's fault: the server is not to be trusted with any
     except LoadError as e:  # e.g. every Galera node down: this shard fails, others may not
         return ShardResult(path, "failed", 0, size, f"{show_path(path)}: {e}")
     except OSError as e:

@@ -86,6 +86,13 @@ class StreamLoader:
         self.loaded_rows = 0
         self.errors: list[str] = []
 
+    def check(self) -> None:
+        """Check the target before the run starts: table name, login, the table (or its schema
+        with ``--stream-create``). Writes nothing; raises csv_to_database's ``LoadError``."""
+        from lasair_parallel.csv_to_database.load import check_target
+
+        check_target(self.target, self.opts, self.creds, create_flag="--stream-create")
+
     def submit(self, path: Path) -> None:
         self._jobs.append(gevent.spawn(self._load, [path]))
 
