@@ -141,7 +141,9 @@ def _stream_loader(url: str | None, table: str | None, create: bool):
     from lasair_parallel.head.core.streams import StreamLoader
 
     try:
-        return StreamLoader(url, table, create)
+        loader = StreamLoader(url, table, create)
+        loader.check()  # a wrong password or missing table: say so before any task runs
+        return loader
     except LoadError as e:
         fail(f"--stream-to: {e}")
 
