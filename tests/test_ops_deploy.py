@@ -107,3 +107,64 @@ def test_hosts_check_unknown_host_key(sshbed, tmp_path):
     p = parallel("hosts", "check", "--workers", hosts, "--ssh-config", cfg, cwd=tmp_path)
     assert p.returncode == 1
     assert "host key" in p.stdout and "NO" in p.stdout
+
+
+def test_deploy_ships_installed_plugins(sshbed, tmp_path):
+    """A plugin the head has installed (from a local folder) is built and installed on the
+    worker too; its app then runs there, though the worker never saw the folder."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    src = tmp_path / "src"
+    pkg = src / "sqplugin"
+    pkg.mkdir(parents=True)
+    (src / "pyproject.toml").write_text(textwrap.dedent("""
+        [build-system]
+        requires = ["setuptools>=61"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "sqplugin"
+        version = "1.0"
+        [project.entry-points."lasair_parallel.apps"]
+        sq = "sqplugin"
+        [tool.setuptools]
+        packages = ["sqplugin"]
+    """))
+    (pkg / "__init__.py").write_text("")
+    (pkg / "app.py").write_text(textwrap.dedent('''
+        """Squares, from a plugin."""
+        import argparse
+        def build_parser():
+            return argparse.ArgumentParser()
+        def plan(args, ctx):
+            return [ctx.task(f"sq-{i}", ["--i", i]) for i in range(2)]
+    '''))
+    (pkg / "task.py").write_text("import sys\nprint('plugin square', int(sys.argv[2]) ** 2)\n")
+    site = tmp_path / "site"  # the head's view: installed from src (pip's direct_url.json)
+    info = site / "sqplugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sqplugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[lasair_parallel.apps]\nsq = sqplugin\n")
+    (info / "direct_url.json").write_text(json.dumps({"url": src.as_uri(), "dir_info": {}}))
+    base = tmp_path / "w"
+    h = sshbed.hosts[0]
+    hosts = tmp_path / "hosts.yaml"
+    hosts.write_text(f"workers:\n  - host: {h.addr}\n    port: {h.port}\n    user: {sshbed.user}\n"
+                     f"    identity: {sshbed.identity}\n    procs: 1\n    workdir: {base}\n"
+                     "    shared_fs: false\n")
+    env = dict(os.environ, PYTHONPATH=f"{site}:{src}")
+    cli = [sys.executable, "-m", "lasair_parallel.head.cli.main"]
+    p = subprocess.run(cli + ["deploy", "--workers", hosts, "--ssh-config", sshbed.ssh_config,
+                              "--deps", "none", "--system-site-packages"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stdout + p.stderr
+    venv = base / ".lasair-parallel" / head_version()
+    assert list(venv.glob("lib/python*/site-packages/sqplugin-1.0.dist-info"))
+    r = subprocess.run(cli + ["run", "sq", "--workers", hosts, "--ssh-config", sshbed.ssh_config,
+                              "-q"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    outs = sorted(f.read_text().strip() for f in (tmp_path / "runs" / "sq" / "logs").glob("*.out"))
+    assert outs == ["plugin square 0", "plugin square 1"]

@@ -147,7 +147,52 @@ def dependency_wheels(root: Path, out: Path) -> list[Path]:
     return sorted(set(out.glob("*.whl")) - before or set(out.glob("*.whl")))
 
 
-def install_script(spec: HostSpec, version: str, wheel: str, deps: str, system_site: bool) -> str:
+def plugin_wheels(out: Path) -> list[Path]:
+    """Wheels of the installed distributions that declare apps (``lasair_parallel.apps`` entry
+    points), so workers run the same plugin code as the head.
+
+    A plugin installed from a local folder (pip's ``direct_url.json`` names a ``file://`` URL,
+    e.g. ``pip install -e ./myplugin``) is built from that folder; any other is fetched as
+    ``name==version``.  Dependencies are not bundled: the worker's pip resolves them.
+    """
+    import json
+    from importlib import metadata
+    from urllib.parse import unquote, urlparse
+
+    from lasair_parallel.head.appload import ENTRY_POINT_GROUP
+
+    sources: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if not name or name == DIST or not any(
+                ep.group == ENTRY_POINT_GROUP for ep in dist.entry_points):
+            continue
+        url = ""
+        try:
+            url = json.loads(dist.read_text("direct_url.json") or "{}").get("url", "")
+        except ValueError:
+            pass
+        sources[name] = (unquote(urlparse(url).path) if url.startswith("file://")
+                         else f"{name}=={dist.version}")
+    if not sources:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    built = []
+    for name, src in sorted(sources.items()):
+        before = set(out.glob("*.whl"))
+        p = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                            "--disable-pip-version-check", "-w", str(out), src],
+                           capture_output=True, text=True)
+        new = sorted(set(out.glob("*.whl")) - before)
+        if p.returncode != 0 or not new:
+            tail = (p.stderr.strip().splitlines() or ["?"])[-1]
+            raise DeployError(f"building a wheel of the plugin {name} ({src}) failed: {tail}")
+        built += new
+    return built
+
+
+def install_script(spec: HostSpec, version: str, wheel: str, deps: str, system_site: bool,
+                   plugins: tuple[str, ...] = ()) -> str:
     """The shell script a worker runs (in its workdir or home) to install and verify."""
     q = shlex.quote
     venv = venv_dir(version)
@@ -164,6 +209,10 @@ def install_script(spec: HostSpec, version: str, wheel: str, deps: str, system_s
     else:
         install = f"{pip} --force-reinstall --no-deps {q(wheels + '/' + wheel)} && " \
                   f"{pip} {q(wheels + '/' + wheel)}"
+    for plugin in plugins:  # after the project, so a plugin's requirement on it is met
+        install += f" && {pip} --force-reinstall --no-deps {q(wheels + '/' + plugin)}"
+        if deps == "index":
+            install += f" && {pip} {q(wheels + '/' + plugin)}"
     check = f"import importlib.metadata as m; print(m.version({DIST!r}))"
     cd = f"mkdir -p {q(spec.workdir)} && cd {q(spec.workdir)} && " if spec.workdir else ""
     return (f"{cd}{{ [ -x {q(venv + '/bin/python')} ] || {q(py)} -m venv {venv_opts} "
@@ -190,9 +239,9 @@ def _run_ssh(spec: HostSpec, target, script: str, files: list[Path],
 
 
 def deploy_host(spec: HostSpec, files: list[Path], version: str, deps: str, system_site: bool,
-                ssh_config: str | None, verify: bool) -> HostResult:
+                ssh_config: str | None, verify: bool, plugins: tuple[str, ...] = ()) -> HostResult:
     t0 = time.monotonic()
-    script = install_script(spec, version, files[0].name, deps, system_site)
+    script = install_script(spec, version, files[0].name, deps, system_site, plugins)
     if spec.transport == "local":
         # A local worker's agent runs on the head's own interpreter: it is always in step.
         return HostResult(spec.label, True, head_version(), "(local: the head's interpreter)")
@@ -223,10 +272,13 @@ def deploy(hosts: list[HostSpec], deps: str = "index", system_site: bool = False
                           f"reinstall the head (pip install -e {root}) first")
     with tempfile.TemporaryDirectory(prefix="lasair-deploy-") as tmp:
         files = [build_wheel(root, Path(tmp))]
+        plugins = plugin_wheels(Path(tmp) / "plugins")
+        files += plugins
         if deps == "wheels":
             files += dependency_wheels(root, Path(tmp) / "deps")
+        names = tuple(p.name for p in plugins)
         jobs = [gevent.spawn(deploy_host, h, files, version, deps, system_site, ssh_config,
-                             verify) for h in hosts]
+                             verify, names) for h in hosts]
         gevent.joinall(jobs)
     return version, [j.value for j in jobs]
 
