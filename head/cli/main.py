@@ -125,9 +125,12 @@ def run(ctx: click.Context, app: str | None, tasks_file: str | None, workers: st
     loader = _stream_loader(stream_to, stream_table, stream_create)
     if serve_port:
         _serve_in_background(prepared.run_dir, serve_port)
-    result = api.execute(prepared, progress=not quiet, handle_signals=True,
-                         notify=lambda line: click.echo(line, err=True), stream_loader=loader,
-                         command_line=command_line)
+    try:
+        result = api.execute(prepared, progress=not quiet, handle_signals=True,
+                             notify=lambda line: click.echo(line, err=True),
+                             stream_loader=loader, command_line=command_line)
+    except ParallelError as e:  # the run directory is locked, unwritable, or another run's
+        fail(str(e))
     _print_result(result)
     sys.exit(result.exit_status)
 

@@ -10,14 +10,17 @@ atomic, so the result is still exact).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
-import shlex
+import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from lasair_parallel.tasks import Task
+from lasair_parallel.tasks.errors import ParallelError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -68,6 +71,40 @@ CREATE TABLE IF NOT EXISTS hosts (
 );
 """
 
+# Test-only fault injection: the head exits (os._exit, like a SIGKILL) between the two writes
+# of the named transaction, to prove they commit together or not at all.
+FAULT_ENV = "PARALLEL_FAULT_EXIT_IN"
+
+
+
+class JournalError(ParallelError):
+    """The journal cannot be written (a full disk, say); the message names the file."""
+
+
+def _writes(method):
+    """A journal write: a failure to write (disk full, I/O error) is fatal for the run.
+
+    The first failure goes to ``on_fatal`` (the scheduler stops the run: kills the remote
+    tasks and ends), or is raised as :class:`JournalError` when nothing is listening; every
+    later write is skipped, so no greenlet dies half-way through a handler with a traceback.
+    What was committed stays committed: a rerun resumes from it once space is freed.
+    """
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if self.broken:
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except (sqlite3.OperationalError, OSError) as e:
+            self.broken = (f"{self.path}: cannot write the journal ({e}); free space there, "
+                           "then rerun the same command to resume")
+            if self.on_fatal is None:
+                raise JournalError(self.broken) from None
+            self.on_fatal(self.broken)
+            return None
+    return wrapper
+
+
 JOBLOG_HEADER = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n"
 
 
@@ -76,13 +113,20 @@ class Journal:
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / "journal.sqlite"
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.executescript(SCHEMA)
+        self.broken = ""  # why writing failed, once it has
+        self.on_fatal: Callable[[str], None] | None = None
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            hint = ("free space there" if "full" in str(e) else
+                    "move it away (it is not a journal this program wrote) or give another "
+                    "--run-dir")
+            raise JournalError(f"{self.path}: cannot use the journal ({e}); {hint}") from None
         self._seq: dict[str, int] = {}
         joblog = self.run_dir / "joblog.tsv"
         new = not joblog.exists() or joblog.stat().st_size == 0
@@ -94,9 +138,28 @@ class Journal:
         self.joblog.close()
         self.db.close()
 
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction.  ``with db:`` opens none under ``isolation_level=None`` (each
+        statement then commits on its own), so writes that belong together say BEGIN."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            if self.db.in_transaction:  # SQLite rolls back by itself on some errors (disk full)
+                self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    @staticmethod
+    def _fault(point: str) -> None:
+        if os.environ.get(FAULT_ENV) == point:
+            os._exit(99)
+
     # -- run metadata
+    @_writes
     def set_meta(self, **kv: object) -> None:
-        with self.db:
+        with self._tx():
             self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                 [(k, json.dumps(v)) for k, v in kv.items()])
 
@@ -104,11 +167,12 @@ class Journal:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
 
     # -- tasks
+    @_writes
     def register(self, tasks: Iterable[Task]) -> None:
         """Record the run's tasks; tasks known from an earlier run keep their state."""
         rows = [(t.id, t.command, t.weight, json.dumps(list(t.outputs)), json.dumps(list(t.inputs)),
                  t.stream, t.timeout, json.dumps(dict(t.env))) for t in tasks]
-        with self.db:
+        with self._tx():
             self.db.executemany(
                 "INSERT INTO tasks (id, command, weight, outputs, inputs, stream, timeout, env) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
@@ -123,10 +187,11 @@ class Journal:
     def attempts_so_far(self, task_id: str) -> int:
         return self.db.execute("SELECT attempts FROM tasks WHERE id = ?", (task_id,)).fetchone()[0]
 
+    @_writes
     def recover(self) -> int:
         """Mark attempts left 'running' by a head that died as lost; return how many."""
         now = time.time()
-        with self.db:
+        with self._tx():
             n = self.db.execute(
                 "UPDATE attempts SET outcome = 'lost', end = COALESCE(end, ?), "
                 "reason = 'the head stopped while it ran' WHERE outcome = 'running'", (now,)
@@ -135,29 +200,33 @@ class Journal:
         return n
 
     # -- attempts
+    @_writes
     def start_attempt(self, task: Task, attempt: int, host: str, slot: int, queued: float,
                       out_path: str, err_path: str) -> None:
-        with self.db:
+        with self._tx():
             self.db.execute(
                 "INSERT INTO attempts (task_id, attempt, host, slot, queued, start, out_path, "
                 "err_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (task.id, attempt, host, slot, queued, time.time(), out_path, err_path))
+            self._fault("start_attempt")
             self.db.execute("UPDATE tasks SET state = 'running', attempts = ? WHERE id = ?",
                             (attempt, task.id))
 
+    @_writes
     def started(self, task_id: str, attempt: int, t: float) -> None:
         """The agent's own start time (the moment the process was spawned)."""
-        with self.db:
+        with self._tx():
             self.db.execute("UPDATE attempts SET start = ? WHERE task_id = ? AND attempt = ?",
                             (t, task_id, attempt))
 
+    @_writes
     def end_attempt(self, task: Task, attempt: int, outcome: str, final_state: str | None,
                     ev: dict | None = None, reason: str | None = None) -> None:
         """Close an attempt; ``final_state`` is the task's new state ('done', 'failed',
         'pending' for a retry)."""
         ev = ev or {}
         end = ev.get("t") or time.time()
-        with self.db:
+        with self._tx():
             self.db.execute(
                 "UPDATE attempts SET end = ?, exit_code = ?, signal = ?, outcome = ?, reason = ?, "
                 "maxrss_kb = ?, out_size = ?, err_size = ?, out_tail = ?, err_tail = ? "
@@ -165,6 +234,7 @@ class Journal:
                 (end, ev.get("rc"), ev.get("sig"), outcome, reason, ev.get("maxrss_kb"),
                  ev.get("out_size"), ev.get("err_size"), ev.get("out_tail"), ev.get("err_tail"),
                  task.id, attempt))
+            self._fault("end_attempt")
             if final_state:
                 self.db.execute("UPDATE tasks SET state = ?, done_at = ? WHERE id = ?",
                                 (final_state, end if final_state == "done" else None, task.id))
@@ -174,20 +244,22 @@ class Journal:
         host, start, end, out_size, rc, sig = row
         rc_field = rc if rc is not None else -1
         self.joblog.write(
-            f"{self._seq.get(task.id, 0)}\t{host}\t{start:.3f}\t{max(0.0, end - start):.3f}\t0\t"
+            f"{self._seq.get(task.id, 0)}\t{host}\t{start:.3f}\t{max(0.0, end - start):10.3f}\t0\t"
             f"{out_size or 0}\t{rc_field}\t{sig or 0}\t{_one_line(task.command)}\n")
 
     # -- hosts
+    @_writes
     def host_event(self, host: str, event: str, detail: str = "") -> None:
-        with self.db:
+        with self._tx():
             self.db.execute("INSERT INTO host_events VALUES (?, ?, ?, ?)",
                             (time.time(), host, event, detail))
 
+    @_writes
     def host_state(self, host: str, slots: int, state: str, hello: dict | None = None,
                    hb: dict | None = None) -> None:
         hello = hello or {}
         hb = hb or {}
-        with self.db:
+        with self._tx():
             self.db.execute(
                 "INSERT INTO hosts (host, slots, state, hostname, cores, python, version, memfree, "
                 "load, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(host) DO UPDATE "
@@ -204,4 +276,6 @@ class Journal:
 
 
 def _one_line(command: str) -> str:
-    return command if "\n" not in command and "\t" not in command else shlex.quote(command)
+    """The command as GNU parallel's joblog writes it (``print_joblog``): each newline
+    becomes a NUL byte (its ``--resume`` turns them back); tabs and everything else stay."""
+    return command.replace("\n", "\0")

@@ -17,8 +17,10 @@ from lasair_parallel.head.connect.hosts import HostSpec
 from lasair_parallel.head.core.journal import Journal
 from lasair_parallel.head.core.options import Options
 from lasair_parallel.head.core.progress import Progress
+from lasair_parallel.head.core.runlock import RunLock
 from lasair_parallel.head.core.scheduler import Scheduler
 from lasair_parallel.tasks import Task
+from lasair_parallel.tasks.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,15 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
     notify = notify or log.warning
     from lasair_parallel.head.core.elastic import HostWatcher
 
-    journal = Journal(run_dir)
+    make_run_dir(run_dir)
+    lock = RunLock(run_dir).acquire()  # before the journal: a second head changes nothing
     try:
+        journal = Journal(run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    try:
+        check_same_tasks(journal, tasks)
         lost = journal.recover()
         if lost:
             log.warning("%d attempt(s) were running when the last head stopped; they run again",
@@ -109,6 +118,35 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
         return result
     finally:
         journal.close()
+        lock.release()
+
+
+def make_run_dir(run_dir: Path) -> None:
+    """Create the run directory, or say in one line why it cannot be."""
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        probe = Path(run_dir) / ".writable"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"{run_dir}: cannot create the run directory ({e.strerror}); give "
+                         "--run-dir a writable place") from None
+
+
+def check_same_tasks(journal: Journal, tasks: list[Task]) -> None:
+    """Refuse to mix two task lists in one run directory.
+
+    A rerun resumes the same tasks; a list that adds tasks extends the run (as GNU parallel's
+    --resume with appended lines).  A list missing tasks the journal has is another run: its
+    status and totals would mix the two.
+    """
+    old = {r[0] for r in journal.db.execute("SELECT id FROM tasks")}
+    gone = old - {t.id for t in tasks}
+    if gone:
+        raise UsageError(
+            f"{journal.run_dir}: holds a run of other tasks ({len(gone)} of its {len(old)} "
+            "task(s) are not in this list); give this run its own --run-dir or --name, or "
+            "remove that directory")
 
 
 def _peak_rss_kb() -> int:

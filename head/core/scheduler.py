@@ -109,6 +109,7 @@ class Scheduler:
         self.on_change = on_change or (lambda s: None)
         self.on_task = on_task  # a task reached done or failed (for the API's callbacks)
         self._greenlets: list[gevent.Greenlet] = []
+        journal.on_fatal = self._journal_failed
 
     # ------------------------------------------------------------------ running
     def run(self) -> None:
@@ -136,6 +137,26 @@ class Scheduler:
             h.running.clear()
         self._close_all()
         self.finished.set()
+
+    def _journal_failed(self, why: str) -> None:
+        """The journal cannot be written (a full disk): stop now, without writing.
+
+        Closing the connections makes every agent kill its tasks; what the journal last
+        committed is what a rerun resumes from (the attempts it shows running become lost).
+        """
+        if self.finished.is_set():
+            return
+        self.abort_reason = why
+        self.stopping = True
+        log.debug("%s", why)  # the CLI prints abort_reason once, at the end
+
+        def stop() -> None:
+            for h in self.hosts:
+                h.running.clear()
+            self._close_all()
+            self.finished.set()
+
+        gevent.spawn(stop)  # not inside the journal call that failed: it may be mid-handler
 
     def _close_all(self) -> None:
         for h in self.hosts:
