@@ -43,8 +43,13 @@ def run_data(run_dir: Path, now: float | None = None) -> dict:
         bars = [{k: b[k] for k in ("task", "attempt", "host", "slot", "start", "end",
                                    "outcome")} for b in j.attempts(since=w0 if s["live"] else None)]
         series = []
+        if t0 is not None and s["live"]:
+            t1 = max(t1, now)  # the curve runs up to now: a stall shows as zeros
         if t0 is not None:
-            width = max((max(t1, t0 + 1e-3) - t0) / THROUGHPUT_BUCKETS, 1.0)
+            # Buckets of at least a second (rates over less are noise), but ten points at
+            # least for a run of a few seconds.
+            length = max(t1, t0 + 1e-3) - t0
+            width = max(length / THROUGHPUT_BUCKETS, min(1.0, length / 10))
             counts = j.ok_per_bucket(t0, width)
             n_buckets = int((t1 - t0) / width) + 1
             series = [{"t": t0 + (i + 1) * width, "per_s": counts.get(i, 0) / width}
