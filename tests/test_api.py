@@ -115,3 +115,18 @@ def test_lazy_namespace_keeps_tasks_light():
     """)
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.stdout.strip() == "[]", p.stdout + p.stderr
+
+
+def test_readme_api_snippet_runs(tmp_path):
+    """The README's Python API example is run as written (from a directory where its relative
+    paths resolve), so the documentation cannot drift from the code."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Python API"):]
+    snippet = section[section.index("```python") + len("```python"):]
+    snippet = snippet[:snippet.index("```")]
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    p = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    # the snippet's second run succeeds, so check() passes; its first has one failing task
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "1 ok" in p.stdout and "sh -c 'exit 3'" in p.stdout, p.stdout
