@@ -7,19 +7,26 @@ in the run journal, and sent to a worker agent as JSON.  Nothing here talks to a
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from lasair_parallel.tasks.protocol import ENV_PATH_MAP as PATH_MAP_ENV
 from lasair_parallel.tasks.protocol import ENV_PYTHON as PYTHON_ENV
+from lasair_parallel.tasks.protocol import ENV_RUN_DIR as RUN_DIR_ENV
 
 # Runs a module as ``python -m`` would, but without the working directory on sys.path: a
 # worker's directory (the head's own, for a local worker) may hold a user's tasks.py or apps/
 # that would shadow ours.  ``-P`` does this on Python 3.11+ only; this works on 3.10 too.
 # ``sys.argv`` becomes [module path, args...], as with -m.  A folder given with --path is put
 # first on sys.path (a user app's code snapshot).
+# On a worker without the head's files, each argument that is a head path (or lies under
+# one) in $PARALLEL_PATH_MAP is mapped to the worker's path first, longest prefix first.
 BOOTSTRAP = (
-    'import sys,runpy;getattr(sys.flags,"safe_path",0) or sys.path.pop(0);a=sys.argv;'
+    'import sys;getattr(sys.flags,"safe_path",0) or sys.path.pop(0);import runpy,os,json;a=sys.argv;'
+    f'm=sorted(json.loads(os.environ.get("{PATH_MAP_ENV}") or "{{}}").items(),key=lambda kv:-len(kv[0]));'
+    'a[1:]=[next((v+x[len(k):] for k,v in m if x==k or x.startswith(k+"/")),x) for x in a[1:]];'
     'a[1:2]==["--path"] and [sys.path.insert(0,a[2]),a.__delitem__(slice(1,3))];'
     'runpy.run_module(a.pop(1),run_name="__main__",alter_sys=True)'
 )
@@ -47,6 +54,17 @@ class Task:
     stream: str | None = None  # rows sent with tasks.emit land here (relative to the run dir)
     timeout: float | None = None
     env: tuple[tuple[str, str], ...] = field(default=())
+    # Resources one attempt needs, None = the worker's default (one slot; no memory request).
+    # ``cores`` is how many slots of a worker the task takes (a 4-core task takes 4 of an SSH
+    # worker's procs) and its Slurm step's --cpus-per-task; ``memory_mb`` its step's --mem.
+    cores: int | None = None
+    memory_mb: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("cores", "memory_mb"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"task {self.id}: {name} must be a whole number >= 1, not {v!r}")
 
     def to_json(self) -> dict:
         return {
@@ -58,6 +76,8 @@ class Task:
             "stream": self.stream,
             "timeout": self.timeout,
             "env": dict(self.env),
+            "cores": self.cores,
+            "memory_mb": self.memory_mb,
         }
 
     @classmethod
@@ -71,6 +91,8 @@ class Task:
             stream=d.get("stream"),
             timeout=d.get("timeout"),
             env=tuple(sorted((d.get("env") or {}).items())),
+            cores=d.get("cores"),
+            memory_mb=d.get("memory_mb"),
         )
 
 
@@ -83,6 +105,15 @@ def python_command(module: str, args: Sequence[str], path: str | None = None) ->
     extra = ["--path", str(path)] if path is not None else []
     return (f'"${{{PYTHON_ENV}:-python3}}" -c {shlex.quote(BOOTSTRAP)} '
             + shlex.join([*extra, module, *[str(a) for a in args]]))
+
+
+def run_path(path: str | os.PathLike, run_dir: str | os.PathLike) -> str:
+    """Shell text naming ``path`` (inside ``run_dir``) through ``$PARALLEL_RUN_DIR``, so the
+    command means the same on a worker whose copy of the run directory lies elsewhere."""
+    rel = os.path.relpath(os.fspath(path), os.fspath(run_dir))
+    if rel == ".." or rel.startswith("../"):
+        raise ValueError(f"{path} is not inside the run directory {run_dir}")
+    return f'"${RUN_DIR_ENV}"/{shlex.quote(rel)}'
 
 
 def command_ids(commands: Iterable[str]) -> list[str]:

@@ -33,6 +33,15 @@ ENV_EMIT_FD = "PARALLEL_EMIT_FD"  # descriptor for streamed rows (see tasks.emit
 ENV_TASK_ID = "PARALLEL_TASK_ID"  # the task's id
 ENV_ATTEMPT = "PARALLEL_ATTEMPT"  # its attempt number, 1-based
 ENV_SAFEPATH = "PYTHONSAFEPATH"  # Python 3.11+: no working directory on sys.path
+# The run directory as this worker sees it: the head's own where files are shared, the
+# worker's copy (``<workdir>/lasair-runs/<run>-<digest>``) elsewhere.  Shell commands name
+# run-directory files through it ("$PARALLEL_RUN_DIR"/out/x.csv); nothing rewrites their text.
+ENV_RUN_DIR = "PARALLEL_RUN_DIR"
+# JSON {head path: worker path} for workers without the head's files: the Python bootstrap of
+# an app's command (tasks.model.BOOTSTRAP) applies it to each argv element (a path or a path
+# prefix ending at a "/"), after the shell has parsed the quoted words: paths never pass
+# through shell text, so spaces or ``$(...)`` in them are just characters.
+ENV_PATH_MAP = "PARALLEL_PATH_MAP"
 
 
 def attempt_key(task_id, attempt):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -121,9 +122,57 @@ def test_outputs_copied_back_from_hosts_without_shared_fs(sshbed, tmp_path):
     for i in range(6):
         assert (run / "out" / f"busy-{i:05d}.txt").read_text() == f"busy {i} 0.0 cpu\n"
         # ...and were written on the worker's side, not straight into the head's run dir
-        assert (remote / "lasair-runs" / "busy" / "out" / f"busy-{i:05d}.txt").exists()
+        assert (worker_run(remote, "busy") / "out" / f"busy-{i:05d}.txt").exists()
     logs = sorted((run / "logs").glob("*.out"))
     assert len(logs) == 6 and all("done on" in f.read_text() for f in logs)
+
+
+def worker_run(workdir: Path, name: str) -> Path:
+    """The worker-side copy of run ``name`` (``lasair-runs/<name>-<digest>``): exactly one."""
+    found = list((workdir / "lasair-runs").glob(f"{name}-*"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_paths_with_spaces_and_shell_text_are_never_substituted_into_commands(sshbed, tmp_path):
+    """A workdir with a space broke every app task with outputs; a run name with ``$(...)``
+    ran on the worker.  Paths now reach tasks as argv (mapped) or $PARALLEL_RUN_DIR."""
+    remote = tmp_path / "remote home"
+    marker = tmp_path / "pwned"
+    hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=False,
+                                    workdir=f"'{remote}'")
+    name = f"x$(touch {marker})"
+    for mode in ("cpu", "sleep"):  # a Python command (argv) and a plain shell one
+        p = parallel("run", "apps/busy", "--workers", hosts, "--ssh-config", sshbed.ssh_config,
+                     "--name", name, "--run-dir", tmp_path / mode, "--", "--count", "3",
+                     "--seconds", "0", "--mode", mode, "--outputs", cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        for i in range(3):
+            assert (tmp_path / mode / "out" / f"busy-{i:05d}.txt").read_text() == \
+                f"busy {i} 0.0 {mode}\n"
+    assert not marker.exists()
+    # Two run directories of one name keep separate worker folders.
+    assert len(list((remote / "lasair-runs").iterdir())) == 2
+
+
+def test_relative_and_home_workdirs_resolve_against_the_login_directory(sshbed, tmp_path):
+    """Before, a relative workdir was entered twice (every task failed with 127) and ``~``
+    became a folder named ``~``."""
+    home = Path.home()
+    token = f"lasair-test-{time.time_ns()}"
+    try:
+        for workdir, where in ((token, home / token), (f"~/{token}-h", home / f"{token}-h")):
+            hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=1,
+                                            hosts=sshbed.hosts[:1], workdir=workdir)
+            tl = write_tasks(tmp_path / "pwd.txt", ["pwd > here.txt"])
+            p = parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config",
+                         sshbed.ssh_config, "--run-dir", tmp_path / where.name, cwd=tmp_path)
+            assert p.returncode == 0, p.stderr
+            assert (where / "here.txt").read_text().strip() == str(where)
+        assert not (home / "~").exists()
+    finally:
+        for d in home.glob(f"{token}*"):
+            shutil.rmtree(d)
 
 
 def test_unknown_host_key_is_refused(sshbed, tmp_path):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 
 from lasair_parallel.tasks import Task
 from lasair_parallel.tasks.app import PlanContext
+from lasair_parallel.tasks.model import run_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +73,8 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
             else:
                 stream = f"stream/busy-{i:05d}.csv"
         if args.mode == "sleep" and not args.mem_mb and not args.emit_rows:
-            command = shell_sleep(i, seconds, outputs, fail="--fail" in argv)
+            command = shell_sleep(i, seconds, [run_path(o, ctx.run_dir) for o in outputs],
+                                  fail="--fail" in argv)
         else:
             command = ctx.command(argv)
         tasks.append(Task(id=f"busy-{i:05d}", command=command, weight=seconds, outputs=outputs,
@@ -81,15 +82,14 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
     return tasks
 
 
-def shell_sleep(i: int, seconds: float, outputs: tuple[str, ...], fail: bool) -> str:
+def shell_sleep(i: int, seconds: float, outputs: list[str], fail: bool) -> str:
     """A sleep task as plain shell: no interpreter start-up (~0.1 s of CPU per task), so a
     sweep on a 2-core machine measures the scheduler, not Python starting 32 times at once.
     Same output file, stdout line and exit status as ``lasair_parallel.apps.busy.task``."""
     cmd = f"sleep {seconds}"
-    for out in outputs:
-        q = shlex.quote(out)
-        cmd += (f" && mkdir -p $(dirname {q}) && echo 'busy {i} {float(seconds)} sleep' "
-                f"> {q}.tmp$$ && mv {q}.tmp$$ {q}")
+    for q in outputs:  # shell words naming the files (tasks.model.run_path): no rewriting
+        cmd += (f' && mkdir -p "$(dirname {q})"'
+                f" && echo 'busy {i} {float(seconds)} sleep' > {q}.tmp$$ && mv {q}.tmp$$ {q}")
     cmd += f' && echo "busy task {i} done on $(hostname) pid $$"'
     if fail:
         cmd += f" && echo 'busy task {i}: failing on purpose (--fail-every)' >&2 && exit 1"

@@ -1,9 +1,11 @@
 """Workers without the head's filesystem: send inputs before a task, fetch outputs after.
 
-Such a worker gets its own copy of the run directory (``<workdir>/lasair-runs/<run>``); the
-head's run-directory path in a task's command, log paths and outputs is rewritten to it, and
-inputs outside the run directory are sent to ``inputs/<hash>/<name>`` there (like GNU
-parallel's --transfer/--return).  Copies go over SFTP on a second connection to the host, so
+Such a worker gets its own copy of the run directory
+(``<workdir>/lasair-runs/<run>-<digest of the head's run dir>``); log paths and outputs are
+mapped to it, and inputs outside the run directory are sent to ``inputs/<hash>/<name>`` there
+(like GNU parallel's --transfer/--return).  A command's text is never rewritten: tasks see
+the worker's run directory as ``$PARALLEL_RUN_DIR``, and an app's Python command maps head
+paths in its argv through ``$PARALLEL_PATH_MAP`` (see :mod:`lasair_parallel.tasks.protocol`).  Copies go over SFTP on a second connection to the host, so
 they never share the agent's channel (parallel-ssh breaks with concurrent channels on one
 connection, ../shared/notes/anchors.md section 3).  Outputs land atomically on the head:
 a temporary name, then a rename.
@@ -14,17 +16,33 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import posixpath
+import re
 from pathlib import Path
 
 from gevent.lock import RLock
 from lasair_parallel.head.connect.hosts import HostSpec, SSHTarget
 from lasair_parallel.tasks import Task
+from lasair_parallel.tasks.protocol import ENV_PATH_MAP, ENV_RUN_DIR
 
 # Logs up to this size come back inside the agent's exit event (base64, so ~87 KB on the wire):
 # most tasks print far less, and one SFTP round trip costs more than sending 64 KB.
 INLINE_MAX = 64 * 1024
+RUNS_FOLDER = "lasair-runs"  # under the worker's workdir (default: the login directory)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def worker_run_name(run_dir: Path, run_name: str) -> str:
+    """The worker-side folder of a run: its name made safe for a path, plus a digest of the
+    head's run directory, so two run directories of one name never share a folder."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", run_name)[:60].lstrip(".") or "run"
+    digest = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:8]
+    return f"{safe}-{digest}"
 
 
 class Stager:
@@ -36,7 +54,8 @@ class Stager:
         self.target = target
         self.opts = opts
         self.local_run = str(run_dir)
-        self.remote_run = posixpath.join(hello.get("cwd") or ".", "lasair-runs", run_name)
+        self.remote_run = posixpath.join(hello.get("cwd") or ".", RUNS_FOLDER,
+                                         worker_run_name(run_dir, run_name))
         self._client = None
         self._lock = RLock()  # one SFTP transfer at a time on the copy connection
         self._sent: set[str] = set()
@@ -53,16 +72,16 @@ class Stager:
 
     def remote(self, path: str) -> str:
         """The worker's path for a head path (inside the run directory, or an input)."""
-        if path == self.local_run or path.startswith(self.local_run + "/"):
+        if _inside(path, self.local_run):
             return self.remote_run + path[len(self.local_run):]
         digest = hashlib.sha1(path.encode()).hexdigest()[:10]
         return posixpath.join(self.remote_run, "inputs", digest, os.path.basename(path))
 
-    def _rewrite(self, text: str, inputs: tuple[str, ...]) -> str:
-        for p in sorted(inputs, key=len, reverse=True):
-            if not p.startswith(self.local_run):
-                text = text.replace(p, self.remote(p))
-        return text.replace(self.local_run, self.remote_run)
+    def path_map(self, inputs: tuple[str, ...]) -> dict[str, str]:
+        """{head path: worker path} for the run directory and inputs outside it."""
+        paths = {p: self.remote(p) for p in inputs if not _inside(p, self.local_run)}
+        paths[self.local_run] = self.remote_run
+        return paths
 
     def prepare(self, task: Task, msg: dict) -> dict:
         """Send the task's inputs (once per host and run) and rewrite its paths."""
@@ -73,11 +92,14 @@ class Stager:
                 self._conn().copy_file(p, self.remote(p))
                 self._sent.add(p)
         msg = dict(msg)
-        msg["cmd"] = self._rewrite(task.command, task.inputs)
+        # The command's text is sent as it is: paths reach it through the environment (the
+        # run directory) or the path map an app's bootstrap applies to its argv.
+        msg["env"] = dict(msg.get("env") or {}, **{
+            ENV_RUN_DIR: self.remote_run,
+            ENV_PATH_MAP: json.dumps(self.path_map(task.inputs))})
         msg["out"] = self.remote(msg["out"])
         msg["err"] = self.remote(msg["err"])
         msg["outputs"] = [self.remote(o) if os.path.isabs(o) else o for o in task.outputs]
-        msg["cwd"] = self.spec.workdir or None
         msg["inline_max"] = INLINE_MAX
         return msg
 

@@ -73,8 +73,19 @@ def agent_command(python: str | None, config: dict, workdir: str | None = None) 
     else:
         cmd = f"exec {shlex.quote(python)} {args}"
     if workdir:
-        cmd = f"mkdir -p {shlex.quote(workdir)} && cd {shlex.quote(workdir)} && {cmd}"
+        where = shell_dir(workdir)
+        cmd = f"mkdir -p {where} && cd {where} && {cmd}"
     return cmd
+
+
+def shell_dir(workdir: str) -> str:
+    """``workdir`` as one shell word: ``~`` and ``~/x`` from the worker's $HOME (quoting alone
+    would make a folder named ``~``); a relative path stays relative to the directory the
+    shell starts in, the login directory on an SSH worker."""
+    if workdir == "~" or workdir.startswith("~/"):
+        rest = workdir[2:]
+        return '"$HOME"' + (f"/{shlex.quote(rest)}" if rest else "")
+    return shlex.quote(workdir)
 
 
 class Connection:

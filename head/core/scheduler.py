@@ -23,6 +23,7 @@ from lasair_parallel.head.core.journal import Journal
 from lasair_parallel.head.core.options import HaltError, HaltPolicy, Options  # noqa: F401 - re-exported
 from lasair_parallel.head.core.streams import Spools
 from lasair_parallel.tasks import Task
+from lasair_parallel.tasks.protocol import ENV_RUN_DIR
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ class Running:
     attempt: int
     slot: int
     key: str
+    more: tuple[int, ...] = ()  # further slots a multi-core task holds (Task.cores)
+
+    @property
+    def slots(self) -> tuple[int, ...]:
+        return (self.slot, *self.more)
 
 
 @dataclass
@@ -83,6 +89,7 @@ class Scheduler:
         # Resolve ~/.ssh/config (``ssh -G``) now, before any greenlet runs: a child process
         # started while another connection is in its handshake interrupts it (SIGCHLD).
         self.hosts = [HostState(h, target=None if h.transport == "local"
+                                else None if h.transport == "slurm"
                                 else resolve_ssh(h, opts.ssh_config)) for h in hosts]
         self.tasks = {t.id: t for t in tasks}
         self.total = len(tasks)
@@ -177,9 +184,7 @@ class Scheduler:
                 self._drained(h)
                 return
             h.state = "connecting"
-            conn = open_connection(h.spec, h.target, lambda ev, h=h: self._on_event(h, ev),
-                                   self.opts.heartbeat, self.opts.heartbeat_timeout,
-                                   self.opts.verify_host_keys)
+            conn = self._connection(h)
             h.conn = conn
             try:
                 hello = conn.open()
@@ -231,6 +236,17 @@ class Scheduler:
             self._host_lost(h, reason)
             gevent.sleep(delay)
             delay = min(RECONNECT_MAX, delay * 2)
+
+    def _connection(self, h: HostState) -> Connection:
+        """A connection for ``h`` by its transport (not yet opened)."""
+        on_event = lambda ev, h=h: self._on_event(h, ev)  # noqa: E731
+        if h.spec.transport == "slurm":
+            from lasair_parallel.head.connect.slurm import SlurmConnection
+
+            return SlurmConnection(h.spec, on_event, self.opts.heartbeat,
+                                   self.opts.heartbeat_timeout)
+        return open_connection(h.spec, h.target, on_event, self.opts.heartbeat,
+                               self.opts.heartbeat_timeout, self.opts.verify_host_keys)
 
     def _version_mismatch(self, hello: dict) -> str:
         want = self.opts.require_version
@@ -289,9 +305,9 @@ class Scheduler:
             r = h.running.pop(ev["key"], None)
             if r is None:
                 return  # an attempt already given up (e.g. interrupted); nothing to record
-            if r.slot < h.spec.procs:  # a slot beyond a lowered procs is retired
-                h.free.append(r.slot)
-                h.free.sort()
+            # A slot beyond a lowered procs is retired.
+            h.free.extend(s for s in r.slots if s < h.spec.procs)
+            h.free.sort()
             if h.stager is not None:
                 # Counted now, not when the greenlet starts: until it has run, nothing else
                 # may conclude that the run is over.
@@ -307,6 +323,10 @@ class Scheduler:
         elif kind == "start":
             task_id, _, attempt = ev["key"].rpartition("#")
             self.journal.started(task_id, int(attempt), ev["t"])
+        elif kind == "host_state":  # e.g. a Slurm allocation pending: "waiting for Slurm"
+            self.journal.host_event(h.label, ev["state"], ev.get("detail", ""))
+            self.journal.host_state(h.label, h.spec.procs, ev["state"])
+            self.on_change(self)
         elif kind == "hb":
             h.memfree = ev.get("memfree")
             self.journal.host_state(h.label, h.spec.procs, h.state, hb=ev)
@@ -334,7 +354,9 @@ class Scheduler:
         else:
             if reason is None:
                 reason = failure_reason(ev, missing)
-            outcome = "timeout" if ev.get("timed_out") else "failed"
+            # A transport may say why (Slurm: "oom", "preempted"); retried like a failure.
+            outcome = ev.get("outcome") or ("timeout" if ev.get("timed_out") else "failed")
+            reason = ev.get("reason") or reason
             n = self.failures[r.task.id] = self.failures.get(r.task.id, 0) + 1
             self.failed_hosts.setdefault(r.task.id, set()).add(h.label)
             if n <= self.opts.retries and not self.stopping:
@@ -452,12 +474,23 @@ class Scheduler:
             tried = self.failed_hosts.get(tid, set())
             # Prefer a host this task has not failed on; use the same one only when it has
             # failed on every host that is up (a deterministic failure, or a single host).
-            if h.label not in tried or up <= tried:
+            if (h.label not in tried or up <= tried) and self._fits(h, self.tasks[tid]):
                 del self.retry_ready[i]
                 return self.tasks[tid]
-        if self.heap:
+        # The heaviest task waits for enough free slots here rather than letting lighter ones
+        # overtake it forever (a multi-core task would starve behind a stream of 1-core ones).
+        if self.heap and self._fits(h, self.tasks[self.heap[0][2]]):
             return self.tasks[heapq.heappop(self.heap)[2]]
         return None
+
+    @staticmethod
+    def _slots_needed(h: HostState, task: Task) -> int:
+        """Slots a task takes on ``h``: its cores, at most all of the host's slots (a task
+        bigger than every host still runs, alone, rather than never)."""
+        return max(1, min(task.cores or 1, h.spec.procs))
+
+    def _fits(self, h: HostState, task: Task) -> bool:
+        return len(h.free) >= self._slots_needed(h, task)
 
     def _log_paths(self, task: Task, attempt: int) -> tuple[str, str]:
         base = self.run_dir / "logs" / f"{task.id}.{attempt}"
@@ -469,20 +502,27 @@ class Scheduler:
             attempt = self.journal.attempts_so_far(task.id)
         attempt += 1
         self.attempt_no[task.id] = attempt
-        slot = h.free.pop(0)
+        need = self._slots_needed(h, task)
+        slot, more = h.free[0], tuple(h.free[1:need])
+        del h.free[:need]
         key = f"{task.id}#{attempt}"
         out, err = self._log_paths(task, attempt)
         queued = self.ready_at.pop(task.id, self.queued_at)
         self.journal.start_attempt(task, attempt, h.label, slot, queued, out, err)
-        h.running[key] = Running(task, attempt, slot, key)
-        msg = {"op": "run", "key": key, "cmd": task.command, "env": dict(task.env),
+        h.running[key] = Running(task, attempt, slot, key, more)
+        env = {ENV_RUN_DIR: str(self.run_dir), **dict(task.env)}  # a stager maps it
+        msg = {"op": "run", "key": key, "cmd": task.command, "env": env,
                "timeout": task.timeout or self.opts.timeout, "out": out, "err": err,
                "outputs": list(task.outputs)}
+        if task.cores or task.memory_mb:  # the Slurm transport asks for these; agents ignore
+            msg.update(cores=need, memory_mb=task.memory_mb)
         if task.stream:
             self.spools.start(key, task.stream)
             msg["emit"] = True
+        # The agent already runs in the worker's workdir (agent_command cds there, relative
+        # to the login directory); naming it again would resolve a relative one twice.
+        msg["cwd"] = None
         if h.stager is None:
-            msg["cwd"] = h.spec.workdir or None
             h.conn.send(msg)
         else:
             gevent.spawn(self._stage_then_send, h, key, msg)
@@ -495,7 +535,7 @@ class Scheduler:
             msg = h.stager.prepare(r.task, msg)
         except Exception as e:
             h.running.pop(key, None)
-            h.free.append(r.slot)
+            h.free.extend(r.slots)
             self._finish(h, r, {"rc": None}, reason=f"sending inputs failed: {describe_error(e)}")
             self._dispatch()
             return
