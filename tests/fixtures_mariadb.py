@@ -288,6 +288,75 @@ def mariadb_server() -> Iterator[MariaDB]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@dataclass
+class Certs:
+    """A test CA, a server certificate it signed (for IP 127.0.0.1 only), a client certificate
+    it signed, and a second, unrelated CA (the "wrong CA")."""
+
+    dir: Path
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    wrong_ca: Path
+
+
+def _openssl(*args: str | Path, cwd: Path) -> None:
+    subprocess.run(["openssl", *map(str, args)], cwd=cwd, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def make_certs(base: Path) -> Certs:
+    """Generate the :class:`Certs` under ``base`` with openssl (RSA 2048, valid 2 days)."""
+    base.mkdir(parents=True, exist_ok=True)
+    for ca in ("ca", "wrong-ca"):
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key",
+                 "-out", f"{ca}.pem", "-days", "2", "-subj", f"/CN=lasair test {ca}", cwd=base)
+    # The server's name is 127.0.0.1 only: connecting as "localhost" is a wrong identity.
+    for who, san in (("server", "IP:127.0.0.1"), ("client", "DNS:lasair-client")):
+        (base / f"{who}.ext").write_text(f"subjectAltName={san}\n")
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{who}.key", "-out",
+                 f"{who}.csr", "-subj", f"/CN={who}", cwd=base)
+        _openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", f"{who}.pem", "-days", "2", "-extfile",
+                 f"{who}.ext", cwd=base)
+    for key in base.glob("*.key"):
+        key.chmod(0o600)
+    return Certs(base, base / "ca.pem", base / "server.pem", base / "server.key",
+                 base / "client.pem", base / "client.key", base / "wrong-ca.pem")
+
+
+def start_tls_mariadb(base: Path) -> tuple[MariaDB, Certs]:
+    """One mariadbd with TLS (plain connections still allowed) and two more users:
+    ``lasair_tls`` (REQUIRE SSL) and ``lasair_x509`` (REQUIRE X509: a client certificate)."""
+    certs = make_certs(base / "certs")
+    server = start_mariadb(base / "db", {"ssl-ca": str(certs.ca),
+                                         "ssl-cert": str(certs.server_cert),
+                                         "ssl-key": str(certs.server_key)})
+    with server.root() as conn, conn.cursor() as cur:
+        for user, req in (("lasair_tls", "SSL"), ("lasair_x509", "X509")):
+            cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}' REQUIRE {req}")
+            cur.execute(f"GRANT ALL ON *.* TO '{user}'@'%'")
+    return server, certs
+
+
+@pytest.fixture(scope="session")
+def mariadb_tls_server() -> Iterator[tuple[MariaDB, Certs]]:
+    """A real MariaDB serving TLS with a generated CA, for the whole session."""
+    if not os.path.exists(MARIADBD):
+        pytest.skip("mariadbd not installed")
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    base = Path(tempfile.mkdtemp(prefix="mariadb-tls-test-"))
+    server, certs = start_tls_mariadb(base)
+    try:
+        yield server, certs
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def galera_cluster() -> Iterator[GaleraCluster]:
     """A real 3-node Galera cluster on loopback for the whole session."""
