@@ -12,7 +12,13 @@ The public API is importable from here; it is loaded lazily, so a worker task th
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
+
+# A library never configures logging, and without a handler Python prints WARNING records to
+# stderr by itself (logging.lastResort); the documented remedy is a NullHandler on the
+# library's top logger.  An application that configures logging still sees every record.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "App", "AppError", "Attempt", "ParallelError", "PlanContext", "RunFailed", "RunResult",

@@ -60,7 +60,7 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
     logs them); ``on_task`` is called with the journal and a task id when the task succeeds or
     fails for good; ``handle_signals`` installs SIGINT/SIGTERM handlers that stop the run.
     """
-    notify = notify or log.warning
+    notify = notify or log.info
     from lasair_parallel.head.core.elastic import HostWatcher
 
     make_run_dir(run_dir)
