@@ -126,32 +126,42 @@ def markdown(cells: list[Cell], title: str) -> str:
 
 
 def heatmap(cells: list[Cell], path: Path, title: str) -> Path:
-    """Efficiency as colour, seconds and speedup written in each cell."""
+    """Efficiency as colour; wall seconds and speedup written in each cell, large enough to
+    read at a glance (a 1 x 1 sweep still gives a picture of readable size)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     import numpy as np
 
     ws, ps, at = _grid(cells)
     eff = np.full((len(ps), len(ws)), np.nan)
-    fig, ax = plt.subplots(figsize=(1.6 * len(ws) + 2.5, 0.9 * len(ps) + 1.8))
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.9 * len(ws) + 3.5),
+                                    max(5.5, 1.1 * len(ps) + 2.5)))
     for i, p in enumerate(ps):
         for j, w in enumerate(ws):
             c = at.get((p, w))
             if c is None:
                 continue
             eff[i, j] = c.efficiency
-            ax.text(j, i, f"{c.seconds:.1f}s\n{c.speedup:.1f}x", ha="center", va="center",
-                    fontsize=8)
+            # Dark text on the light middle of the colour map, white on its dark ends.
+            ink = "black" if 0.25 <= c.efficiency <= 0.85 else "white"
+            text = f"{100 * c.efficiency:.0f}%\n{c.seconds:.1f} s, {c.speedup:.1f}x"
+            if c.failed:
+                text += f"\n{c.failed} task(s) failed"
+            ax.text(j, i, text, ha="center", va="center", fontsize=12, color=ink)
     im = ax.imshow(eff, cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(ws)), [str(w) for w in ws])
-    ax.set_yticks(range(len(ps)), [str(p) for p in ps])
-    ax.set_xlabel("workers")
-    ax.set_ylabel("procs per worker")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, label="efficiency (speedup / slots)")
+    ax.set_xticks(range(len(ws)), [str(w) for w in ws], fontsize=11)
+    ax.set_yticks(range(len(ps)), [str(p) for p in ps], fontsize=11)
+    ax.set_xlabel("workers", fontsize=12)
+    ax.set_ylabel("procs per worker", fontsize=12)
+    ax.set_title(f"{title}\ncolour: efficiency (speedup / slots); "
+                 "text: efficiency, wall seconds, speedup", fontsize=11)
+    bar = fig.colorbar(im, ax=ax)
+    bar.set_label("efficiency (speedup / slots)", fontsize=11)
+    bar.ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -191,7 +191,7 @@ def bar_label(b: dict, fits: int) -> str:
         return ""
     tid = b["task"].split("-")[0]
     hashed = len(tid) == 12 and all(c in "0123456789abcdef" for c in tid)
-    text = b.get("command") or b["task"] if hashed else b["task"]
+    text = (b.get("command") or b["task"]) if hashed else b["task"]
     if b.get("attempt", 1) > 1:
         text = f"{text} #{b['attempt']}"
     return text if len(text) <= fits else text[:fits - 1] + "\u2026"
@@ -230,7 +230,8 @@ def plot(r: dict, path: Path) -> Path:
                  f"utilisation {100 * r['utilisation']:.0f}%")
     used = sorted({b["colour"] for b in r["bars"]})
     ax.legend(handles=[Patch(color=COLOURS.get(c, "#17becf"), label=c) for c in used],
-              loc="upper right", fontsize=7)
+              loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, borderaxespad=0)
+    # (outside the axes: inside, it hides the last bars, which are the ones that matter)
     pts = r["weight"]["points"]
     if pts:
         ax2.scatter([w for w, _ in pts], [s for _, s in pts], s=12)
