@@ -51,7 +51,7 @@ def test_plan_covers_every_object_once_heaviest_first(tmp_path):
 
 def test_automatic_task_size_is_clamped():
     rate = app.DETECTIONS_PER_SECOND
-    assert app.block_weight(1e3, 8, rate, None) == app.MIN_TASK_SECONDS * rate
+    assert app.block_weight(1e3, 8, rate, None) == 1e3 / 16  # 2 per slot, however small
     assert app.block_weight(1e12, 8, rate, None) == app.MAX_TASK_SECONDS * rate
     assert app.block_weight(1e6 * 16, 8, rate, None) == 1e6
     with pytest.raises(ValueError):

@@ -17,7 +17,6 @@ from lasair_parallel.tasks.weights import split_by_weight, target_block_weight
 # 1.28M detections of 128,000 objects in 5.7-7.0 s (~185,000-225,000/s) on a loaded 2-core
 # machine; the lower end is used.  Only sizes tasks and estimates.
 DETECTIONS_PER_SECOND = 185_000.0
-MIN_TASK_SECONDS = 2.0  # below this, interpreter start-up and the DB connection dominate
 MAX_TASK_SECONDS = 300.0  # a straggler or a retry costs at most this much
 SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -38,8 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "curve, what Lasair's code does now, so a rebuild loses no history")
     p.add_argument("--task-seconds", type=float, default=None,
                    help="target duration of one task; default: the work split into 2 blocks "
-                        f"per slot, kept between {MIN_TASK_SECONDS:g} and "
-                        f"{MAX_TASK_SECONDS:g} s at --rate")
+                        f"per slot, each at most {MAX_TASK_SECONDS:g} s at --rate")
     p.add_argument("--rate", type=float, default=DETECTIONS_PER_SECOND,
                    help="detections per second of one process, for sizing tasks "
                         f"(default {DETECTIONS_PER_SECOND:g}, measured by "
@@ -52,13 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def block_weight(total: float, slots: int, rate: float, task_seconds: float | None) -> float:
-    """Detections per task: from --task-seconds, else 2 blocks per slot clamped in duration."""
+    """Detections per task: from --task-seconds, else 2 blocks per slot, capped in duration.
+
+    No floor: a minimum duration would leave slots idle on a small input (the bundled sample
+    planned 1 task for 2 slots); a few seconds of start-up per task is the price of using
+    every slot, and --task-seconds sets bigger tasks when that matters.
+    """
     if task_seconds is not None:
         if task_seconds <= 0:
             raise ValueError("--task-seconds must be > 0")
         return task_seconds * rate
     w = target_block_weight(total, slots)
-    return float(np.clip(w, MIN_TASK_SECONDS * rate, MAX_TASK_SECONDS * rate))
+    return float(min(w, MAX_TASK_SECONDS * rate))
 
 
 def _task_id(first: str, last: str, tag: str) -> str:
