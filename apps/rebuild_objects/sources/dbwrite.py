@@ -17,14 +17,23 @@ CANDIDATES_DDL = """CREATE TABLE {table} (
   magpsf DOUBLE, sigmapsf DOUBLE, isdiffpos VARCHAR(1), ra DOUBLE NOT NULL, `dec` DOUBLE NOT NULL,
   nid INT, rb DOUBLE, drb DOUBLE, ssnamenr VARCHAR(32), sgmag1 DOUBLE, srmag1 DOUBLE,
   sgscore1 DOUBLE, distpsnr1 DOUBLE)"""
-INDEX_DDL = "CREATE INDEX {table}_objectId ON {table} (objectId, jd, candid)"
+INDEX_DDL = "CREATE INDEX {table}_objectId ON {table} ({columns})"
+INDEX_COLUMNS = "objectId, jd, candid"
+# A live Lasair table's index, the one the light-curve reads by object must work with.
+LIVE_INDEX_COLUMNS = "objectId, jd"
 
 
-def candidate_rows(det: Detections) -> Iterator[tuple]:
-    """Rows in CANDIDATE_COLUMNS order (NaN -> None, positive -> 't' / 'f')."""
+def candidate_rows(det: Detections, order: np.ndarray | None = None) -> Iterator[tuple]:
+    """Rows in CANDIDATE_COLUMNS order (NaN -> None, positive -> 't' / 'f'); ``order`` = a row
+    permutation (e.g. ``replicate.arrival_order``), default object by object."""
     obj = np.repeat(det.ids, det.counts)
     cand = det.candid if det.candid is not None else np.arange(det.n_rows)
     c = det.cols
+    if order is not None:
+        obj, cand, ss = obj[order], cand[order], det.ssnamenr[order]
+        c = {k: v[order] for k, v in c.items()}
+    else:
+        ss = det.ssnamenr
 
     def col(name):
         v = c[name]
@@ -32,33 +41,39 @@ def candidate_rows(det: Detections) -> Iterator[tuple]:
 
     cols = [obj.tolist(), cand.tolist(), col("jd"), c["fid"].tolist(), col("magpsf"),
             col("sigmapsf"), np.where(c["positive"], "t", "f").tolist(), col("ra"), col("dec"),
-            c["nid"].tolist(), col("rb"), col("drb"), det.ssnamenr.tolist(), col("sgmag1"),
+            c["nid"].tolist(), col("rb"), col("drb"), ss.tolist(), col("sgmag1"),
             col("srmag1"), col("sgscore1"), col("distpsnr1")]
     assert len(cols) == len(CANDIDATE_COLUMNS)
     return zip(*cols, strict=True)
 
 
-def write_sqlite(path: str | Path, det: Detections, table: str = "candidates") -> None:
-    """Create ``table`` in the SQLite file and insert the detections, sorted by objectId."""
+def write_sqlite(path: str | Path, det: Detections, table: str = "candidates",
+                 order: np.ndarray | None = None, index: str = INDEX_COLUMNS,
+                 ddl: str = CANDIDATES_DDL) -> None:
+    """Create ``table`` in the SQLite file and insert the detections (by objectId, or in
+    ``order``), then index them on ``index``."""
     conn = sqlite3.connect(path)
     try:
-        conn.execute(CANDIDATES_DDL.format(table=table).replace("`", '"'))
+        conn.execute(ddl.format(table=table).replace("`", '"'))
         marks = ",".join("?" * len(CANDIDATE_COLUMNS))
-        conn.executemany(f"INSERT INTO {table} VALUES ({marks})", candidate_rows(det))
-        conn.execute(INDEX_DDL.format(table=table))
+        conn.executemany(f"INSERT INTO {table} VALUES ({marks})", candidate_rows(det, order))
+        conn.execute(INDEX_DDL.format(table=table, columns=index))
         conn.commit()
     finally:
         conn.close()
 
 
-def write_mysql(conn, det: Detections, table: str = "candidates", batch: int = 5000) -> None:
-    """Create ``table`` over a pymysql connection and insert the detections."""
+def write_mysql(conn, det: Detections, table: str = "candidates", batch: int = 5000,
+                order: np.ndarray | None = None, index: str = INDEX_COLUMNS,
+                ddl: str = CANDIDATES_DDL) -> None:
+    """Create ``table`` over a pymysql connection and insert the detections (by objectId, or
+    in ``order``), indexed on ``index``."""
     with conn.cursor() as cur:
-        cur.execute(CANDIDATES_DDL.format(table=table))
-        cur.execute(INDEX_DDL.format(table=table))
+        cur.execute(ddl.format(table=table))
+        cur.execute(INDEX_DDL.format(table=table, columns=index))
         cols = ",".join(f"`{c}`" for c in CANDIDATE_COLUMNS)
         marks = ",".join(["%s"] * len(CANDIDATE_COLUMNS))
-        rows = list(candidate_rows(det))
+        rows = list(candidate_rows(det, order))
         for i in range(0, len(rows), batch):
             cur.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows[i:i + batch])
     conn.commit()

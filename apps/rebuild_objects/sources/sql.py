@@ -9,18 +9,33 @@ only lets numpy convert the rows in C; objectId strings are not fetched per row.
 and converted in chunks straight into preallocated columns, so the block never exists as one big
 list of Python tuples (most of the old peak memory).  Password for MySQL: environment MYSQL_PWD or
 an option file, never the URL or argv.
+
+When connectorx and pyarrow are installed, a block is read as Arrow columns instead
+(``arrow_read``): a full table scan when the table is not clustered by object and the block is a
+large part of it, else an ordered read; the row-by-row reads above are the fallback.  The spec's
+``?reader=auto|scan|seek|rows`` forces one (default auto).
 """
 
 from __future__ import annotations
 
+import configparser
 import itertools
 import os
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
 import numpy as np
+from lasair_parallel.apps.rebuild_objects.sources.arrow_read import (
+    SAMPLE,
+    ArrowFallback,
+    ArrowSql,
+    read_block,
+    should_scan,
+    unclustered_share,
+)
 from lasair_parallel.apps.rebuild_objects.sources.base import (
     FLOAT_COLUMNS,
     Detections,
@@ -37,9 +52,12 @@ IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # identifier quote.
 _NUM_INDEX = {c: i for i, c in enumerate(FLOAT_COLUMNS)}
 _NUM_INDEX.update({"nid": len(FLOAT_COLUMNS), "fid_flags": len(FLOAT_COLUMNS) + 1})
-_FLAGS = ("nid, 4 * fid + (isdiffpos IN ('t', '1')) "
+# A NULL isdiffpos is "not positive" (COALESCE), not a NULL flag word.
+_FLAGS = ("nid, 4 * fid + COALESCE(isdiffpos IN ('t', '1'), 0) "
           "+ 2 * (ssnamenr IS NOT NULL AND ssnamenr NOT IN ('', 'null'))")
 _SAFE_INT = 2.0 ** 53  # integers up to this travel exactly through a float64 array
+READERS = ("auto", "scan", "seek", "rows")
+_PATH_OK = re.compile(r"^[A-Za-z0-9_./+-]+$")  # paths connectorx's sqlite:// URL takes as they are
 
 
 def numeric_select(quote_char: str, missing: str | None) -> str:
@@ -60,14 +78,20 @@ class SqlSource:
     ranges = True
 
     def __init__(self, connect: Callable, table: str, mark: str, begin: str, name: str,
-                 quote_char: str = '"', missing: str | None = None):
+                 quote_char: str = '"', missing: str | None = None,
+                 arrow: ArrowSql | None = None, reader: str = "auto",
+                 decide_scan: Callable[[SqlSource, str, str], bool] | None = None):
         if not IDENT.match(table):
             raise ValueError(f"bad table name {table!r}")
+        if reader not in READERS:
+            raise ValueError(f"reader={reader!r}: use one of {', '.join(READERS)}")
         self._connect, self.table, self.mark, self.begin, self.name = (
             connect, table, mark, begin, name)
         self.numeric = numeric_select(quote_char, missing)
         self.missing = missing
         self._conn = None
+        self.arrow, self.reader, self.decide_scan = arrow, reader, decide_scan
+        self.last_read = ""  # how the last block was read: "scan", "seek" or "rows" (reports)
 
     def conn(self):
         if self._conn is None:
@@ -102,6 +126,23 @@ class SqlSource:
         return np.array(ids, dtype=object), np.array(counts, dtype=np.int64)
 
     def read_range(self, first: str, last: str) -> Detections:
+        """The block's detections: Arrow (scan or ordered) when possible, else row by row."""
+        if self.arrow is not None and self.reader != "rows":
+            try:
+                scan = self.reader == "scan" or (
+                    self.reader == "auto" and self.decide_scan is not None
+                    and self.decide_scan(self, first, last))
+                det = read_block(self.arrow, first, last, scan)
+                self.last_read = "scan" if scan else "seek"
+                return det
+            except ArrowFallback as e:
+                print(f"rebuild_objects: Arrow read not possible ({e}); reading rows",
+                      file=sys.stderr)
+        self.last_read = "rows"
+        return self.read_rows(first, last)
+
+    def read_rows(self, first: str, last: str) -> Detections:
+        """The row path: three queries in one snapshot, rows converted chunk by chunk."""
         m = self.mark
         where = f"objectId BETWEEN {m} AND {m} AND candid IS NOT NULL"
         conn = self.conn()
@@ -181,24 +222,141 @@ def _to_detections(listing: list, a: np.ndarray, names: list, inf_is_null: bool)
     return Detections(ids, counts, cols, ss, None)
 
 
+def _connectorx():
+    """The connectorx module, or None (not installed, or pyarrow missing: the row path)."""
+    try:
+        import connectorx
+        import pyarrow  # noqa: F401  (connectorx returns pyarrow tables)
+    except ImportError:
+        return None
+    return connectorx
+
+
+def sqlite_decide_scan(src: SqlSource, first: str, last: str) -> bool:
+    """Scan when no index serves the block (query plan), or when a sample of the index shows
+    the rows scattered (rowids of index neighbours far apart) and the block is more than
+    1 / SEEK_OVER_SCAN of the table."""
+    import sqlite3
+
+    cur = src.conn().cursor()
+    t = src.table
+    plan = " ".join(str(r[-1]) for r in cur.execute(
+        f"EXPLAIN QUERY PLAN SELECT candid FROM {t} WHERE objectId BETWEEN ? AND ?",
+        (first, last)))
+    if "INDEX" not in plan.upper():
+        return True  # the ordered read would scan (and sort) anyway
+    try:
+        rowids = [r[0] for r in cur.execute(
+            f"SELECT rowid FROM {t} WHERE objectId BETWEEN ? AND ? ORDER BY objectId "
+            f"LIMIT {SAMPLE}", (first, last))]
+        table_rows = cur.execute(f"SELECT max(rowid) FROM {t}").fetchone()[0] or 0
+    except sqlite3.OperationalError:  # WITHOUT ROWID: stored in primary-key order
+        return False
+    clustered = unclustered_share(rowids) < 0.5
+    if clustered:
+        return False
+    block_rows = cur.execute(f"SELECT count(*) FROM {t} WHERE objectId BETWEEN ? AND ?",
+                             (first, last)).fetchone()[0]
+    return should_scan(clustered, block_rows, table_rows)
+
+
 def sqlite_source(spec: str) -> SqlSource:
-    """``sqlite:///abs/path.db`` or ``sqlite:relative.db`` (``?table=`` optional)."""
+    """``sqlite:///abs/path.db`` or ``sqlite:relative.db`` (``?table=``, ``?reader=``)."""
     import sqlite3
 
     u = urlparse(spec)
     path = unquote(u.path if u.netloc == "" else u.netloc + u.path)
     if path.startswith("/"):
         path = "/" + path.lstrip("/")  # sqlite:////abs/path.db (four slashes) too
-    table = parse_qs(u.query).get("table", ["candidates"])[0]
+    q = {k: v[0] for k, v in parse_qs(u.query).items()}
+    table = q.get("table", "candidates")
     if not Path(path).exists():
         raise FileNotFoundError(f"no SQLite database at {path}")
+    resolved = str(Path(path).resolve())
 
     def connect():
-        uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"  # read-only: never writes
+        uri = f"file:{quote(resolved)}?mode=ro"  # read-only: never writes
         return sqlite3.connect(uri, uri=True, isolation_level=None)
 
+    arrow = None
+    cx = _connectorx()
+    if cx is not None and _PATH_OK.match(resolved) and IDENT.match(table):
+        # connectorx opens the file itself (it exists: checked above); its SELECTs never write
+        def fetch(sql: str):
+            return cx.read_sql(f"sqlite://{resolved}", sql, return_type="arrow")
+
+        arrow = ArrowSql(fetch, table, '"', "NOT INDEXED", inf_is_null=True)
     # SQLite reads the literal 1e999 as +inf: NULL floats come back as -inf (see numeric_select).
-    return SqlSource(connect, table, "?", "BEGIN", spec, missing="-1e999")
+    return SqlSource(connect, table, "?", "BEGIN", spec, missing="-1e999", arrow=arrow,
+                     reader=q.get("reader", "auto"), decide_scan=sqlite_decide_scan)
+
+
+def mysql_decide_scan(src: SqlSource, first: str, last: str) -> bool:
+    """InnoDB stores rows in primary-key order: a table whose key starts with objectId is
+    clustered (ordered read); otherwise scan when the block (the optimizer's estimate from
+    index dives) is more than 1 / SEEK_OVER_SCAN of the table (its row estimate)."""
+    with src.conn().cursor() as cur:
+        cur.execute("SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA"
+                    " = DATABASE() AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' ORDER BY "
+                    "SEQ_IN_INDEX LIMIT 1", (src.table,))
+        row = cur.fetchone()
+        if row and str(row[0]).lower() == "objectid":
+            return False
+        cur.execute(f"EXPLAIN SELECT candid FROM {src.table} WHERE objectId BETWEEN %s AND %s",
+                    (first, last))
+        names = [d[0].lower() for d in cur.description]
+        plan = cur.fetchone()
+        if plan is None or plan[names.index("key")] is None:
+            return True  # no index serves the block: the ordered read would scan and sort
+        block_rows = int(plan[names.index("rows")] or 0)
+        cur.execute("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
+                    "DATABASE() AND TABLE_NAME = %s", (src.table,))
+        table_rows = int((cur.fetchone() or (0,))[0] or 0)
+    return should_scan(False, block_rows, table_rows)
+
+
+def option_file_client(path: str) -> dict:
+    """The [client] section of a MySQL option file (user, password, host, port), or {}."""
+    cp = configparser.ConfigParser(allow_no_value=True, interpolation=None, strict=False)
+    try:
+        cp.read(path)
+    except configparser.Error:
+        return {}
+    if not cp.has_section("client"):
+        return {}
+    return {k: (v or "").strip().strip("'\"") for k, v in cp.items("client")}
+
+
+def mysql_arrow(kw: dict, table: str) -> ArrowSql | None:
+    """connectorx over TCP with the pymysql connection's login.  The URL (which must carry the
+    password) is built here, handed to connectorx in-process and never printed: errors are
+    scrubbed of it.  The driver (Rust `mysql` crate) answers a server's LOCAL INFILE request
+    with an error when no handler is set, and connectorx sets none."""
+    cx = _connectorx()
+    if cx is None or "unix_socket" in kw:
+        return None
+    conf = option_file_client(kw["read_default_file"]) if "read_default_file" in kw else {}
+    password = kw.get("password", conf.get("password", ""))
+    user = kw.get("user", conf.get("user", ""))
+    host = kw.get("host", conf.get("host", "localhost"))
+    port = int(kw.get("port", conf.get("port", 3306)))
+    db = kw.get("database")
+    if not db:
+        return None
+    url = (f"mysql://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
+           f"{quote(db, safe='')}?cxprotocol=text")
+    secrets = [s for s in (password, quote(password, safe=""), url) if s]
+
+    def fetch(sql: str):
+        try:
+            return cx.read_sql(url, sql, return_type="arrow")
+        except Exception as e:
+            msg = str(e)
+            for s in secrets:
+                msg = msg.replace(s, "***")
+            raise ArrowFallback(f"connectorx: {type(e).__name__}: {msg}") from None
+
+    return ArrowSql(fetch, table, "`", "USE INDEX ()")
 
 
 def mysql_source(spec: str) -> SqlSource:
@@ -228,8 +386,15 @@ def mysql_source(spec: str) -> SqlSource:
     if "MYSQL_PWD" in os.environ:
         kw["password"] = os.environ["MYSQL_PWD"]
 
+    # LOAD DATA LOCAL stays off (pymysql's default, kept explicit): a rogue or compromised
+    # server could otherwise ask this worker for any file it can read.
+    kw["local_infile"] = False
+
     def connect():
         return pymysql.connect(**kw)
 
-    return SqlSource(connect, q.get("table", "candidates"), "%s",
-                     "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY", spec, "`")
+    table = q.get("table", "candidates")
+    return SqlSource(connect, table, "%s",
+                     "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY", spec, "`",
+                     arrow=mysql_arrow(kw, table) if IDENT.match(table) else None,
+                     reader=q.get("reader", "auto"), decide_scan=mysql_decide_scan)

@@ -1,0 +1,188 @@
+"""Arrow reads of a block of light curves (connectorx), for the SQLite and MySQL sources.
+
+A live `candidates` table is not clustered by object: rows arrive in jd order and only an index
+on (objectId, jd) finds an object's rows, so an ordered read of a block is one random row
+lookup per detection.  When the block is a large part of such a table, reading the whole table
+in storage order (the engine filters the block's rows) and grouping the rows in Arrow/numpy is
+several times faster (../shared/notes/anchors.md section 7: 1.44 s against 2.80 s for ~1M rows
+from SQLite).  ``plan_read`` decides between that scan and an ordered read from a measured
+sample of the index (SQLite) or the primary key (MySQL); either way the rows arrive as Arrow
+columns without a Python object per value.  Anything unexpected (a column type Arrow cannot
+cast, an id the query cannot quote, a driver error) raises :class:`ArrowFallback` and the
+caller reads the block the row-by-row way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from lasair_parallel.apps.rebuild_objects.sources.base import (
+    FLOAT_COLUMNS,
+    NO_SSNAME,
+    Detections,
+    clean_ssnamenr,
+)
+
+# Seek (random row lookup through the index) against scan (storage order), per row, on an
+# unclustered table: anchors.md section 7 measured the SQLite engine at 2.48 s for an ordered
+# read of 986k rows as found vs 0.34 s clustered (~2.2 us/row for the lookups) and 0.08-0.14 s
+# for a plain scan of the whole table (~0.12 us/row): seeking costs ~18x a scanned row.
+SEEK_OVER_SCAN = 18.0
+# Index entries sampled to tell whether a table is clustered by object: 2,000 entries cost
+# ~1 ms and tell a table in arrival order (neighbours thousands of rows apart) from one
+# sorted by object (neighbours 1 row apart) without doubt.
+SAMPLE = 2000
+# In a table stored by object, index neighbours are storage neighbours (rowids 1 apart); when
+# most are further apart than this, the rows are laid out by something else (arrival time).
+NEAR_ROWS = 2
+SAFE_ID = re.compile(r"^[A-Za-z0-9_.:+-]*$")  # ids put into the SQL text as literals
+SELECTED = ("objectId", "candid", *FLOAT_COLUMNS, "fid", "nid", "isdiffpos", "ssnamenr")
+
+
+class ArrowFallback(Exception):
+    """The Arrow path cannot read this block: use the row path."""
+
+
+@dataclass
+class ArrowSql:
+    """How one dialect reads with connectorx: ``fetch(sql) -> pyarrow.Table``, the table,
+    the identifier quote, the clause that forbids the index, and whether a stored -inf is
+    read as NULL (the SQLite row path's convention)."""
+
+    fetch: Callable[[str], object]
+    table: str
+    quote: str
+    no_index: str
+    inf_is_null: bool = False
+
+
+def literal(value: str) -> str:
+    """An objectId as a SQL string literal; ids outside SAFE_ID are not put into SQL text."""
+    if not SAFE_ID.match(value):
+        raise ArrowFallback(f"objectId {value!r} needs a bound parameter")
+    return f"'{value}'"
+
+
+def select_sql(d: ArrowSql, first: str, last: str, scan: bool) -> str:
+    """The block's rows: every column once, in storage order (scan) or ordered by object."""
+    names = ", ".join(f"{d.quote}{c}{d.quote}" if c == "dec" else c for c in SELECTED)
+    where = f"objectId BETWEEN {literal(first)} AND {literal(last)} AND candid IS NOT NULL"
+    if scan:
+        return f"SELECT {names} FROM {d.table} {d.no_index} WHERE {where}"
+    return f"SELECT {names} FROM {d.table} WHERE {where} ORDER BY objectId, jd, candid"
+
+
+def unclustered_share(rowids: list[int]) -> float:
+    """Share of index neighbours (consecutive entries of the sampled index range) whose rows
+    are not near each other in storage."""
+    if len(rowids) < 2:
+        return 0.0
+    gaps = np.abs(np.diff(np.asarray(rowids, dtype=np.int64)))
+    return float(np.mean(gaps > NEAR_ROWS))
+
+
+def should_scan(clustered: bool, block_rows: int, table_rows: int) -> bool:
+    """Scan the whole table when the block's rows are scattered and seeking them would cost
+    more than scanning every row of the table."""
+    return not clustered and block_rows * SEEK_OVER_SCAN > table_rows
+
+
+def read_block(d: ArrowSql, first: str, last: str, scan: bool) -> Detections:
+    """Detections of first <= objectId <= last through connectorx (raises ArrowFallback)."""
+    try:
+        table = d.fetch(select_sql(d, first, last, scan))
+    except ArrowFallback:
+        raise
+    except Exception as e:  # connectorx raises RuntimeError/ValueError/... by driver
+        raise ArrowFallback(f"{type(e).__name__}: {e}") from None
+    return to_detections(table, scan, d.inf_is_null)
+
+
+def _column(table, name: str, kind: str) -> np.ndarray:
+    """One column as float64 or int64 (cast from any type Arrow can cast; TEXT columns too)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = table.column(name)
+    want = pa.float64() if kind == "f" else pa.int64()
+    if col.type != want:
+        try:
+            col = pc.cast(col, want)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+            raise ArrowFallback(f"{name}: {e}") from None
+    if kind == "i" and col.null_count:
+        raise ValueError(f"{name} out of range (|{name}| >= 2**51) or NULL")  # as the row path
+    return col.to_numpy()  # nulls -> NaN for float64
+
+
+def _scan_order(names: list, codes: np.ndarray, jd: np.ndarray, candid: np.ndarray):
+    """Scanned rows grouped by objectId (byte order), each object's rows by (jd, candid):
+    (ids, counts, row permutation, whether the rows are now in (jd, candid) order)."""
+    if len({str(s).lower().rstrip() for s in names}) != len(names):
+        raise ArrowFallback("objectIds equal under a case/space-insensitive collation")
+    order = np.argsort(np.asarray(names, dtype=object).astype(str), kind="stable")
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    key = rank[codes]
+    perm = np.argsort(key, kind="stable")  # radix sort; rows keep their storage order
+    k, j, c = key[perm], jd[perm], candid[perm]
+    same = k[1:] == k[:-1]
+    back = same & ((j[1:] < j[:-1]) | ((j[1:] == j[:-1]) & (c[1:] < c[:-1])))
+    if back.any():  # storage order was not arrival order: sort by (object, jd, candid)
+        perm = np.lexsort((candid, jd, key))
+    ok = not np.isnan(jd).any()  # NaN jd: the feature code orders them, as for any source
+    return (np.asarray(names, dtype=object)[order],
+            np.bincount(key, minlength=len(names)).astype(np.int64), perm, ok)
+
+
+def to_detections(table, scan: bool, inf_is_null: bool) -> Detections:
+    """A block's Arrow rows -> Detections grouped by object.
+
+    Ordered rows keep the server's object order (its collation); scanned rows are grouped by
+    objectId in byte order, each object's rows sorted by (jd, candid) in numpy (a stable radix
+    sort by object alone when the table is in arrival order, which it checks).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    enc = pc.dictionary_encode(table.column("objectId")).combine_chunks()
+    names = enc.dictionary.to_pylist()
+    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    raw = {c: _column(table, c, "f") for c in FLOAT_COLUMNS}
+    raw.update({c: _column(table, c, "i") for c in ("fid", "nid", "candid")})
+    if scan:
+        ids, counts, perm, in_order = _scan_order(names, codes, raw["jd"], raw["candid"])
+    else:  # first appearance = the server's order; rows already grouped and sorted
+        if np.any(np.diff(codes) < 0):  # codes follow first appearance: grouped = sorted
+            raise ArrowFallback("ordered rows not grouped by object")
+        ids = np.asarray(names, dtype=object)
+        counts = np.bincount(codes, minlength=len(names)).astype(np.int64)
+        perm, in_order = None, True
+    cols: dict[str, np.ndarray] = {}
+    for c, v in raw.items():
+        if inf_is_null and c in FLOAT_COLUMNS:
+            v = np.where(v == -np.inf, np.nan, v)
+        cols[c] = v if perm is None else v[perm]
+    candid = cols.pop("candid")
+    diffpos = table.column("isdiffpos")
+    if diffpos.type != pa.string():
+        diffpos = pc.cast(diffpos, pa.string())
+    pos = pc.fill_null(pc.is_in(diffpos, value_set=pa.array(["t", "1"])), False).to_numpy(
+        zero_copy_only=False)
+    cols["positive"] = pos if perm is None else pos[perm]
+    ss_col = table.column("ssnamenr")
+    if ss_col.type != pa.string():
+        ss_col = pc.cast(ss_col, pa.string())
+    named = pc.fill_null(pc.and_(pc.is_valid(ss_col), pc.invert(pc.is_in(
+        ss_col, value_set=pa.array(list(NO_SSNAME))))), False).to_numpy(zero_copy_only=False)
+    ss = np.full(n, None, dtype=object)
+    where = np.flatnonzero(named)
+    if where.size:
+        ss[where] = clean_ssnamenr(pc.take(ss_col, pa.array(where)).to_pylist())
+    if perm is not None:
+        ss = ss[perm]
+    return Detections(ids, counts, cols, ss, None if in_order else candid)

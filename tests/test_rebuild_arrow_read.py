@@ -1,0 +1,197 @@
+"""Arrow reads of light curves (connectorx): the same Detections and features as the row path
+and as the per-object reference, on a real-shaped unclustered table (SQLite and MariaDB)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+from lasair_parallel.apps.rebuild_objects.features import compute_features
+from lasair_parallel.apps.rebuild_objects.sources import open_source
+from lasair_parallel.apps.rebuild_objects.sources.dbwrite import (
+    LIVE_INDEX_COLUMNS,
+    write_mysql,
+    write_sqlite,
+)
+from lasair_parallel.apps.rebuild_objects.sources.replicate import (
+    arrival_order,
+    replicated_sample,
+)
+from reference_features import reference_features, rows_of
+
+pytest.importorskip("connectorx")  # the Arrow path's library; without it the row path runs
+
+N_OBJECTS = 1500  # ~4 copies of the 364 real objects, ~15,000 rows
+
+
+def same_features(a, b) -> None:
+    ids_a, fa = a
+    ids_b, fb = b
+    assert list(ids_a) == list(ids_b)
+    assert fa.keys() == fb.keys()
+    for name in fa:
+        if fa[name].dtype.kind == "f":
+            np.testing.assert_array_equal(fa[name], fb[name], err_msg=name)  # NaN == NaN
+        else:
+            assert fa[name].tolist() == fb[name].tolist(), name
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """The replicated sample in arrival order (index on (objectId, jd) only), and sorted by
+    object (clustered)."""
+    det = replicated_sample(N_OBJECTS)
+    d = tmp_path_factory.mktemp("live")
+    write_sqlite(d / "live.db", det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS)
+    write_sqlite(d / "clustered.db", det, index=LIVE_INDEX_COLUMNS)
+    return det, d
+
+
+def read(spec: str, first=None, last=None):
+    src = open_source(spec)
+    ids, _ = src.list_objects()
+    det = src.read_range(first or str(ids[0]), last or str(ids[-1]))
+    how = src.last_read
+    src.close()
+    return det, how
+
+
+def test_replicated_sample_is_real_shaped(live):
+    det, _ = live
+    assert det.ids.size == N_OBJECTS and len(set(det.ids)) == N_OBJECTS
+    assert 9.0 < det.n_rows / N_OBJECTS < 11.0  # the sample's ~10 detections per object
+    assert len(set(det.candid.tolist())) == det.n_rows
+    order = arrival_order(det)
+    obj = np.repeat(np.arange(N_OBJECTS), det.counts)[order]
+    # arrival order interleaves objects: almost no row follows one of its own object
+    assert np.mean(obj[1:] == obj[:-1]) < 0.2
+
+
+@pytest.mark.parametrize("db", ["live", "clustered"])
+def test_every_reader_gives_the_row_paths_features(live, db):
+    det, d = live
+    spec = f"sqlite:///{d}/{db}.db"
+    ref, how = read(spec + "?reader=rows")
+    assert how == "rows"
+    want = compute_features(ref)
+    for reader in ("scan", "seek", "auto"):
+        got, how = read(f"{spec}?reader={reader}")
+        expected = reader if reader != "auto" else "scan" if db == "live" else "seek"
+        assert how == expected, reader
+        assert list(got.ids) == list(ref.ids) and got.counts.tolist() == ref.counts.tolist()
+        same_features(compute_features(got), want)
+
+
+def test_auto_seeks_a_small_block_of_an_unclustered_table(live):
+    det, d = live
+    ids = [str(i) for i in det.ids]
+    got, how = read(f"sqlite:///{d}/live.db", ids[10], ids[29])
+    assert how == "seek" and list(got.ids) == ids[10:30]
+
+
+def test_scan_matches_the_per_object_reference(live):
+    det, d = live
+    got, how = read(f"sqlite:///{d}/live.db?reader=scan")
+    assert how == "scan"
+    ids, feats = compute_features(got)
+    rows = rows_of(det)
+    for k in range(0, N_OBJECTS, 7):  # every 7th object: the reference is slow
+        oid = str(ids[k])
+        ref = reference_features(rows[oid])
+        for name, v in ref.items():
+            if name == "objectId":
+                continue
+            mine = feats[name][k]
+            if v is None:
+                assert mine is None or (isinstance(mine, float) and np.isnan(mine)), (oid, name)
+            elif isinstance(v, float):
+                assert mine == pytest.approx(v, rel=1e-12, abs=1e-12), (oid, name)
+            else:
+                assert mine == v, (oid, name)
+
+
+def test_text_typed_columns_are_cast_like_the_row_path(tmp_path, live):
+    """A table whose numeric columns are declared TEXT (as `sqlite3 .import` makes them)."""
+    det, _ = live
+    from lasair_parallel.apps.rebuild_objects.sources.dbwrite import CANDIDATES_DDL
+
+    ddl = CANDIDATES_DDL
+    for c in ("jd DOUBLE", "magpsf DOUBLE", "rb DOUBLE", "nid INT", "sgmag1 DOUBLE"):
+        ddl = ddl.replace(c, c.split()[0] + " TEXT")
+    write_sqlite(tmp_path / "text.db", det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS,
+                 ddl=ddl)
+    with sqlite3.connect(tmp_path / "text.db") as conn:
+        assert conn.execute("SELECT typeof(magpsf) FROM candidates LIMIT 1").fetchone() == (
+            "text",)
+    ref, _ = read(f"sqlite:///{tmp_path}/text.db?reader=rows")
+    got, how = read(f"sqlite:///{tmp_path}/text.db?reader=scan")
+    assert how == "scan"
+    same_features(compute_features(got), compute_features(ref))
+
+
+def test_nulls_and_minus_inf_read_as_the_row_path(tmp_path, live):
+    det, _ = live
+    path = tmp_path / "nulls.db"
+    write_sqlite(path, det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE candidates SET magpsf = NULL WHERE rowid % 11 = 0")
+        conn.execute("UPDATE candidates SET rb = -1e999 WHERE rowid % 13 = 0")
+        conn.execute("UPDATE candidates SET ssnamenr = 'null' WHERE rowid % 17 = 0")
+        conn.execute("UPDATE candidates SET isdiffpos = NULL WHERE rowid % 19 = 0")
+    ref, _ = read(f"sqlite:///{path}?reader=rows")
+    got, _ = read(f"sqlite:///{path}?reader=scan")
+    same_features(compute_features(got), compute_features(ref))
+
+
+def test_null_fid_is_refused_like_the_row_path(tmp_path, live):
+    det, _ = live
+    path = tmp_path / "badfid.db"
+    ddl = __import__("lasair_parallel.apps.rebuild_objects.sources.dbwrite",
+                     fromlist=["x"]).CANDIDATES_DDL.replace("fid INT NOT NULL", "fid INT")
+    write_sqlite(path, det, index=LIVE_INDEX_COLUMNS, ddl=ddl)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE candidates SET fid = NULL WHERE rowid = 5")
+    for reader in ("rows", "scan"):
+        with pytest.raises(ValueError, match="fid"):
+            read(f"sqlite:///{path}?reader={reader}")
+
+
+def test_unknown_reader_is_refused(live):
+    _, d = live
+    with pytest.raises(ValueError, match="reader"):
+        open_source(f"sqlite:///{d}/live.db?reader=fast")
+
+
+def test_mysql_arrow_reads_and_no_local_infile(mariadb_server, monkeypatch, live, capfd):
+    det, _ = live
+    db = mariadb_server.create_database("rebuild_arrow")
+    with mariadb_server.connect(db) as conn:
+        write_mysql(conn, det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS)
+        with conn.cursor() as cur:
+            cur.execute("ANALYZE TABLE candidates")
+    monkeypatch.setenv("MYSQL_PWD", mariadb_server.password)
+    monkeypatch.setenv("HOME", "/nonexistent")
+    spec = mariadb_server.url(db)
+    ref, how = read(spec + "?reader=rows")
+    assert how == "rows"
+    want = compute_features(ref)
+    for reader in ("scan", "seek", "auto"):
+        got, how = read(f"{spec}?reader={reader}")
+        assert how == ("scan" if reader == "auto" else reader)
+        same_features(compute_features(got), want)
+    # the source's own connection never offers LOAD DATA LOCAL to the server
+    from pymysql.constants import CLIENT
+
+    src = open_source(spec)
+    assert not src.conn().client_flag & CLIENT.LOCAL_FILES
+    src.close()
+    # a failing Arrow read falls back to rows, and its message never carries the password
+    bad = open_source(spec + "?reader=scan")
+    bad.arrow.table = "no_such_table"
+    ids, _ = bad.list_objects()
+    got = bad.read_range(str(ids[0]), str(ids[-1]))
+    assert bad.last_read == "rows" and got.n_rows == ref.n_rows
+    bad.close()
+    err = capfd.readouterr().err
+    assert "reading rows" in err and mariadb_server.password not in err
