@@ -27,7 +27,7 @@ def one_line_error(p) -> str:
     ("workers:\n  - port: 22\n", "hosts.yaml:2: worker has no `host:`"),
     ("workers:\n  - host: a\n  - host: a\n", "hosts.yaml:3: worker a is listed twice"),
     ("workers:\n  - host: a\n   bad: [\n", "hosts.yaml:3: not valid YAML"),
-    ("workers:\n  - host: a\n    transport: telnet\n", "transport must be `ssh` or `local`"),
+    ("workers:\n  - host: a\n    transport: telnet\n", "transport must be `ssh`"),
     ("workers: []\n", "no workers listed"),
 ])
 def test_bad_hosts_yaml(tmp_path, text, expect):

@@ -88,6 +88,18 @@ def shell_dir(workdir: str) -> str:
     return shlex.quote(workdir)
 
 
+def fence_after(heartbeat: float, heartbeat_timeout: float) -> float | None:
+    """Seconds of agent silence after which the worker's guardian kills the agent's tasks.
+
+    Halfway between one heartbeat period (a healthy agent is never silent that long) and the
+    head's heartbeat timeout (when the head gives the host up and runs its tasks elsewhere),
+    so a frozen agent's tasks are dead before they can run a second time.
+    """
+    if heartbeat_timeout <= heartbeat:
+        return None
+    return heartbeat + (heartbeat_timeout - heartbeat) / 2
+
+
 class Connection:
     """A live agent on one worker.  ``on_event`` is called in the pump greenlet per event."""
 
@@ -126,8 +138,11 @@ class Connection:
         raise NotImplementedError
 
     # -- common
+    slot: str | None = None  # names this run and host for the next agent (see agent.py)
+
     def config(self) -> dict:
-        return {"procs": self.spec.procs, "heartbeat": self.heartbeat}
+        return {"procs": self.spec.procs, "heartbeat": self.heartbeat,
+                "fence": fence_after(self.heartbeat, self.heartbeat_timeout), "slot": self.slot}
 
     def open(self) -> dict:
         """Connect and start the agent; return its hello message."""
@@ -411,10 +426,17 @@ class SSHConnection(Connection):
 
 
 def open_connection(spec: HostSpec, target: SSHTarget | None, on_event, heartbeat: float,
-                    heartbeat_timeout: float, verify_host_key: bool = True) -> Connection:
-    """A connection object for ``spec`` (not yet opened); ``target`` for SSH workers."""
+                    heartbeat_timeout: float, verify_host_key: bool = True,
+                    slot: str | None = None) -> Connection:
+    """A connection object for ``spec`` (not yet opened); ``target`` for SSH workers;
+    ``slot`` names the run and host, so a new agent kills what a previous one left."""
+    conn: Connection
     if spec.transport == "local":
-        return LocalConnection(spec, on_event, heartbeat, heartbeat_timeout)
-    assert target is not None
-    return SSHConnection(spec, target, on_event, heartbeat, heartbeat_timeout, verify_host_key)
+        conn = LocalConnection(spec, on_event, heartbeat, heartbeat_timeout)
+    else:
+        assert target is not None
+        conn = SSHConnection(spec, target, on_event, heartbeat, heartbeat_timeout,
+                             verify_host_key)
+    conn.slot = slot
+    return conn
 

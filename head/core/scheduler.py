@@ -7,6 +7,7 @@ slot the moment one frees (an ``exit`` event), so no slot idles while work is qu
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import logging
 import time
@@ -246,7 +247,13 @@ class Scheduler:
             return SlurmConnection(h.spec, on_event, self.opts.heartbeat,
                                    self.opts.heartbeat_timeout)
         return open_connection(h.spec, h.target, on_event, self.opts.heartbeat,
-                               self.opts.heartbeat_timeout, self.opts.verify_host_keys)
+                               self.opts.heartbeat_timeout, self.opts.verify_host_keys,
+                               slot=self._slot(h))
+
+    def _slot(self, h: HostState) -> str:
+        """This run's name for one host, on that host (the agent's pid file there): a new
+        agent kills what a previous agent of this run left (see head/worker/agent.py)."""
+        return hashlib.sha1(f"{self.run_dir}\0{h.label}".encode()).hexdigest()[:16]
 
     def _version_mismatch(self, hello: dict) -> str:
         want = self.opts.require_version

@@ -25,6 +25,7 @@ import base64
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -103,8 +104,15 @@ def _tail(path):
         return 0, ""
 
 
-def _guardian(read_fd):
-    """Child process: track task process groups; kill them all when the agent's pipe closes."""
+def _guardian(read_fd, agent_pid, fence):
+    """Child process: track task process groups; kill them all when the agent's pipe closes,
+    or when the agent has been silent for ``fence`` seconds (frozen: SIGSTOP, a hung VM).
+
+    The agent writes ``h0`` on every heartbeat.  ``fence`` is shorter than the head's
+    heartbeat timeout, so a frozen agent's tasks are dead before the head gives the host up
+    and runs them elsewhere: no task runs twice at once.  The frozen agent is killed too, so
+    it can never wake up and report a stale result.
+    """
     os.setsid()  # do not die with the agent's session when sshd hangs up
     # Let go of the channel: sshd closes it only when every holder of stdout has exited.
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -112,20 +120,33 @@ def _guardian(read_fd):
         os.dup2(devnull, fd)
     groups = set()
     buf = b""
+    poller = select.poll()
+    poller.register(read_fd, select.POLLIN)
+    last = time.monotonic()
     while True:
+        wait = None if fence is None else max(0.0, last + fence - time.monotonic())
+        if not poller.poll(None if wait is None else int(wait * 1000) + 1):
+            if fence is not None and time.monotonic() - last >= fence:
+                try:
+                    os.kill(agent_pid, signal.SIGKILL)  # fenced: it must never report again
+                except OSError:
+                    pass
+                break
+            continue
         try:
             chunk = os.read(read_fd, 4096)
         except InterruptedError:
             continue
         if not chunk:
             break
+        last = time.monotonic()
         buf += chunk
         *lines, buf = buf.split(b"\n")
         for line in lines:
             sign, pgid = line[:1], int(line[1:])
             if sign == b"+":
                 groups.add(pgid)
-            else:
+            elif sign == b"-":
                 groups.discard(pgid)
     for pgid in groups:
         try:
@@ -135,21 +156,127 @@ def _guardian(read_fd):
     os._exit(0)
 
 
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+
+
+def _become_subreaper():
+    """Make orphans of our tasks (a task's ``setsid`` daemon) our children, not init's, so
+    they can be found and killed with their task.  Linux 3.4+; elsewhere a no-op."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _children(pid):
+    """PIDs of ``pid``'s children (/proc/PID/task/*/children; else a scan of /proc)."""
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+        return out
+    except OSError:
+        pass
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def _attempt_of(pid):
+    """The attempt key a process was started for (from the environment it inherited)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+    except OSError:
+        return None
+    tid, att = env.get(ENV_TASK_ID.encode()), env.get(ENV_ATTEMPT.encode())
+    return None if tid is None or att is None else f"{tid.decode()}#{att.decode()}"
+
+
+def _zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _reap(pid):
+    try:
+        os.waitpid(pid, 0)
+    except OSError:
+        pass
+
+
+def _kill_tree_of(pid):
+    """SIGKILL an orphan and its process group (a daemon usually leads one of its own)."""
+    try:
+        pgid = os.getpgid(pid)
+        if pgid != os.getpgrp():  # never our own group
+            os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _kill_previous(pidfile):
+    """A reconnecting head's new agent: kill the previous agent of this run and host (it may
+    be frozen, and its guardian with it), so its tasks die before they run again here."""
+    try:
+        with open(pidfile) as f:
+            old_agent, old_guardian = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return
+    for pid in (old_agent, old_guardian):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"zlib" not in f.read():  # not an agent (the pid was reused)
+                    continue
+            os.kill(pid, signal.SIGKILL if pid == old_agent else signal.SIGCONT)
+        except OSError:
+            pass
+    # The old guardian, woken, sees its agent's pipe close and kills the old task groups.
+
+
 class Agent:
-    def __init__(self, procs, heartbeat):
+    def __init__(self, procs, heartbeat, fence=None, pidfile=None):
         self.procs = procs
         self.heartbeat = heartbeat
         self.out = sys.stdout.buffer
         self.lock = threading.Lock()
         self.tasks = {}  # key -> Popen
         self.timed_out = set()
+        self.subreaper = _become_subreaper()
+        if pidfile:
+            _kill_previous(pidfile)
+        agent_pid = os.getpid()
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(w)
-            _guardian(r)
+            _guardian(r, agent_pid, fence)
         os.close(r)
+        self.guardian_pid = pid
         self.guardian_w = w
+        if pidfile:
+            try:
+                with open(pidfile, "w") as f:
+                    f.write(f"{agent_pid} {pid}\n")
+            except OSError:
+                pass
 
     def send(self, msg):
         data = (json.dumps(msg, separators=(",", ":")) + "\n").encode()
@@ -292,9 +419,36 @@ class Agent:
                    "out_tail": out_tail, "err_tail": err_tail, "missing_outputs": missing,
                    **inline})
 
+    def kill_orphans(self, key=None):
+        """Kill what the attempt ``key`` (None: every attempt) left behind outside its
+        process group (a ``setsid`` daemon): as a subreaper we inherit such orphans.
+
+        Killing one orphan makes its own children ours, hence the rounds (bounded: a fork
+        bomb must not keep us here).  Orphans that exited by themselves are reaped too.
+        """
+        if not self.subreaper:
+            return
+        for _ in range(20):
+            leaders = {p.pid for p in list(self.tasks.values())}
+            found = False
+            for pid in _children(os.getpid()):
+                if pid == self.guardian_pid or pid in leaders:
+                    continue
+                if _zombie(pid):  # an orphan that ended by itself: reap it
+                    _reap(pid)
+                    continue
+                owner = _attempt_of(pid)
+                if key is None or owner == key:
+                    found = True
+                    _kill_tree_of(pid)
+                    _reap(pid)
+            if not found:
+                return
+
     def beat(self):
         while True:
             time.sleep(self.heartbeat)
+            self.tell_guardian(b"h", 0)  # alive: the guardian fences a silent agent
             self.send({"ev": "hb", "t": time.time(), "memfree": _memfree(), "load": _load(),
                        "running": len(self.tasks)})
 
@@ -304,6 +458,7 @@ class Agent:
         deadline = time.time() + KILL_GRACE + 0.5
         while self.tasks and time.time() < deadline:
             time.sleep(0.05)  # bounded wait for reapers at exit only, not a completion poll
+        self.kill_orphans()
         os._exit(0)
 
     def main(self):
@@ -339,7 +494,13 @@ def _project_version():
 def main(argv):
     cfg = json.loads(argv[1]) if len(argv) > 1 else {}
     signal.signal(signal.SIGHUP, lambda *a: None)  # a hang-up is seen as EOF on stdin instead
-    Agent(int(cfg.get("procs", 1)), float(cfg.get("heartbeat", 1.0))).main()
+    pidfile = None
+    if cfg.get("slot"):  # one file per run directory and host label, for the next agent
+        import tempfile
+        pidfile = os.path.join(tempfile.gettempdir(),
+                               f"lasair-agent-{os.getuid()}-{cfg['slot']}.pid")
+    Agent(int(cfg.get("procs", 1)), float(cfg.get("heartbeat", 1.0)), cfg.get("fence"),
+          pidfile).main()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,127 @@
+"""Fencing and leftovers: a frozen agent's tasks are killed before they run elsewhere, a new
+agent kills what a frozen previous one left, and a task's ``setsid`` daemon dies with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+from helpers import count, journal, parallel, processes_with, start_parallel, wait_for
+
+
+def agent_pid(run_dir: Path, host: str) -> int:
+    db = sqlite3.connect(run_dir / "journal.sqlite")
+    detail = db.execute("SELECT detail FROM host_events WHERE host = ? AND event = 'up' "
+                        "ORDER BY t DESC", (host,)).fetchone()[0]
+    db.close()
+    return int(detail.split()[-1])
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+def counting_tasks(tmp_path: Path, n: int, seconds: str) -> Path:
+    """Tasks that sleep, then append their number to ``ran``: a count of completed runs."""
+    tl = tmp_path / "work.txt"
+    tl.write_text("".join(f"sleep {seconds}; echo {i} >> {tmp_path}/ran\n" for i in range(n)))
+    return tl
+
+
+def runs_of(tmp_path: Path) -> list[int]:
+    return sorted(int(x) for x in (tmp_path / "ran").read_text().split())
+
+
+def test_frozen_agents_tasks_are_fenced_before_they_run_elsewhere(fresh_bed, tmp_path):
+    """SIGSTOP one agent: before, its tasks kept running and finished too (72 runs for 64)."""
+    token = f"3.{time.time_ns() % 10**6:06d}"
+    hosts = fresh_bed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2,
+                                       hosts=fresh_bed.hosts[:2], shared_fs=True)
+    tl = counting_tasks(tmp_path, 4, token)
+    proc = start_parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config",
+                          fresh_bed.ssh_config, "--heartbeat-timeout", "3", "-q", cwd=tmp_path)
+    run = tmp_path / "runs" / "work"
+    wait_for(lambda: count(run, "SELECT COUNT(*) FROM attempts WHERE outcome='running'") == 4)
+    victim = fresh_bed.hosts[0].label
+    pid = agent_pid(run, victim)
+    os.kill(pid, signal.SIGSTOP)  # its guardian stays awake and sees the agent go silent
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass  # fenced: the guardian killed it
+    assert proc.returncode == 0, err
+    time.sleep(float(token) + 1)  # long enough for an unfenced task to have finished
+    assert runs_of(tmp_path) == [0, 1, 2, 3]  # each task completed exactly once
+    assert processes_with(f"sleep {token}") == []
+    lost = journal(run).execute("SELECT COUNT(*) FROM attempts WHERE outcome = 'lost'")
+    assert lost.fetchone()[0] == 2
+
+
+def test_reconnecting_head_kills_leftovers_of_a_frozen_agent(fresh_bed, tmp_path):
+    """Agent and guardian both frozen (a paused VM's processes): the next agent on the host
+    kills them, so their tasks die before running there again."""
+    token = f"4.{time.time_ns() % 10**6:06d}"
+    hosts = fresh_bed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2,
+                                       hosts=fresh_bed.hosts[:1], shared_fs=True)
+    tl = counting_tasks(tmp_path, 2, token)
+    proc = start_parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config",
+                          fresh_bed.ssh_config, "--heartbeat-timeout", "2", "-q", cwd=tmp_path)
+    run = tmp_path / "runs" / "work"
+    wait_for(lambda: count(run, "SELECT COUNT(*) FROM attempts WHERE outcome='running'") == 2)
+    pid = agent_pid(run, fresh_bed.hosts[0].label)
+    frozen = [pid] + [c for c in children(pid)
+                      if f"sleep {token}" not in (Path(f"/proc/{c}/cmdline").read_bytes()
+                                                  .replace(b"\0", b" ").decode())]
+    for p in frozen:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        for p in frozen:
+            try:
+                os.kill(p, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    assert proc.returncode == 0, err
+    time.sleep(float(token) + 1)
+    assert runs_of(tmp_path) == [0, 1]
+    assert all(not Path(f"/proc/{p}").exists() or
+               Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+               for p in frozen)
+
+
+def daemon_task(tmp_path: Path, token: str) -> Path:
+    tl = tmp_path / "daemon.txt"
+    # setsid leaves the task's process group and session: killing the group misses it.
+    tl.write_text(f"setsid sh -c 'sleep {token}' & sleep 0.3; echo started\n")
+    return tl
+
+
+def test_setsid_daemon_of_a_task_dies_with_it_locally(tmp_path):
+    token = f"30.{time.time_ns() % 10**6:06d}"
+    p = parallel("run", "--tasks", daemon_task(tmp_path, token), "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    wait_for(lambda: processes_with(f"sleep {token}") == [], timeout=5)
+
+
+def test_setsid_daemon_of_a_task_dies_with_it_over_ssh(sshbed, tmp_path):
+    token = f"31.{time.time_ns() % 10**6:06d}"
+    hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=1, hosts=sshbed.hosts[:1])
+    p = parallel("run", "--tasks", daemon_task(tmp_path, token), "--workers", hosts,
+                 "--ssh-config", sshbed.ssh_config, "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    wait_for(lambda: processes_with(f"sleep {token}") == [], timeout=5)
