@@ -2,10 +2,11 @@
 
 ``parallel serve RUN`` serves ``/`` (a static page, ``web_page.html``) and ``/api/run`` (the
 numbers, read from the run's journal opened read-only).  The page fetches the endpoint once a
-second and redraws: progress and ETA, each host's slots as a moving timeline, throughput over
-time, failures with their stderr tails, and the memory each host reports.  Only GET is served;
-nothing on it can start or stop work.  It listens on 127.0.0.1 unless another address is asked
-for explicitly.
+second and redraws: progress and ETA, each host's slots as a timeline (the last two minutes of a
+live run, the whole of an ended one), throughput over time, failures with their stderr tails
+and links to ``/log/TASK/ATTEMPT/out|err`` (an attempt's output, found through the journal),
+and the memory each host reports.  Only GET is served; nothing on it can start or stop work.
+It listens on 127.0.0.1 unless another address is asked for explicitly.
 """
 
 from __future__ import annotations
