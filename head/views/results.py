@@ -118,9 +118,12 @@ class TaskNotFound(Exception):
 class JournalReader:
     """A run's journal opened read-only, with one method per question the views ask."""
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, db: sqlite3.Connection | None = None):
+        """Open ``run_dir``'s journal read-only, or read through ``db`` (the run core's own
+        connection, so the head asks the same questions without a second connection)."""
         self.run_dir = Path(run_dir)
-        self.db = open_readonly(self.run_dir)
+        self._own = db is None
+        self.db = open_readonly(self.run_dir) if db is None else db
 
     def __enter__(self) -> JournalReader:
         return self
@@ -129,7 +132,8 @@ class JournalReader:
         self.close()
 
     def close(self) -> None:
-        self.db.close()
+        if self._own:
+            self.db.close()
 
     def meta(self) -> dict:
         """The run's metadata: name, command line, started/finished, exit status, head pid."""
