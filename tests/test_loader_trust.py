@@ -219,3 +219,27 @@ def test_reader_connection_takes_the_same_tls_options(tls_db):
         connect_untrusted({"ssl-mode": "VERIFY_IDENTITY", "ssl-ca": str(certs.wrong_ca)}, **kw)
     with pytest.raises(UsageError, match="ssl-mode"):
         connect_untrusted({"ssl_mode": "maybe"}, **kw)
+
+
+def test_light_curve_source_refuses_file_requests_and_verifies_tls(tls_db, tmp_path, secret,
+                                                                  monkeypatch):
+    """apps/rebuild_objects' MySQL source connects through connect_untrusted."""
+    from lasair_parallel.apps.rebuild_objects.sources.sql import mysql_source
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("MYSQL_PWD", PASSWORD)
+    rogue = RogueServer(str(secret), lambda q: "candidates" in q)
+    try:
+        src = mysql_source(f"mysql://u@127.0.0.1:{rogue.port}/db?reader=rows")
+        with pytest.raises(RefusedFileRequest):
+            src.list_objects()
+        assert rogue.requests == 1 and bytes(rogue.received) == b""
+    finally:
+        rogue.close()
+    server, certs, db = tls_db
+    base = f"mysql://lasair_tls@127.0.0.1:{server.port}/{db}?ssl-mode=VERIFY_IDENTITY&ssl-ca="
+    good = mysql_source(base + quote(str(certs.ca)))
+    assert good.conn().encrypted
+    good.close()
+    with pytest.raises(pymysql.err.OperationalError, match="certificate verify failed"):
+        mysql_source(base + quote(str(certs.wrong_ca))).conn()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from lasair_parallel.head.version import head_version
 from lasair_parallel.head.views.status import find_run, render, summary
 from lasair_parallel.tasks.errors import ParallelError, UsageError
 
-USER_ERRORS = (ParallelError,)  # every usage error: one line, exit 2
+# Every usage error: one line, exit 2.  A journal that is not one (corrupt, empty, another
+# program's file) reaches the read-only views as sqlite3.DatabaseError.
+USER_ERRORS = (ParallelError, sqlite3.DatabaseError)
 
 
 class AppUsageError(ValueError):
@@ -30,7 +33,19 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The ``parallel`` group: a journal that cannot be read (empty, corrupt, another
+    program's file) is one line and exit 2 in every command, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except sqlite3.DatabaseError as e:
+            fail(f"the run's journal.sqlite cannot be read ({e}): it is empty, corrupt or not "
+                 "this program's; give the directory of a run this program made")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(head_version() or "0+unknown", "-V", "--version",
                       prog_name="parallel (lasair-parallel)")
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
@@ -73,6 +88,15 @@ def main(verbose: int) -> None:
 @click.option("--stream-table", help="Table for --stream-to.")
 @click.option("--stream-create", is_flag=True,
               help="Create --stream-table from the app's schema if it does not exist.")
+@click.option("--task-seconds", type=float, help="Longest wanted task: splittable tasks "
+              "(busy, apps using PARALLEL_TASK_SECONDS) spawn the rest as subtasks "
+              "[default: from the measured rate].")
+@click.option("--no-backups", is_flag=True, help="Start no backup copies of straggling tasks "
+              "on idle slots at the end of the run.")
+@click.option("--spawn-depth", type=int, default=8, show_default=True,
+              help="Longest chain of tasks spawning tasks.")
+@click.option("--spawn-max", type=int, default=1_000_000, show_default=True,
+              help="Most tasks spawned in one run.")
 @click.option("--serve", "serve_port", type=int,
               help="Also serve the live web view on 127.0.0.1:PORT while the run goes on.")
 @click.option("--help", "-h", "show_help", is_flag=True, help="Show this message (and the app's).")
@@ -81,7 +105,8 @@ def run(ctx: click.Context, app: str | None, tasks_file: str | None, workers: st
         procs: int | None, retries: int, retry_delay: float, timeout: float | None, halt: str,
         name: str | None, run_dir: str | None, heartbeat_timeout: float, memfree: str | None,
         ssh_config: str | None, no_host_key_check: bool, quiet: bool, stream_to: str | None,
-        stream_table: str | None, stream_create: bool, serve_port: int | None,
+        stream_table: str | None, stream_create: bool, task_seconds: float | None,
+        no_backups: bool, spawn_depth: int, spawn_max: int, serve_port: int | None,
         show_help: bool) -> None:
     """Run an app or a task list (--tasks FILE) on the workers.
 
@@ -111,7 +136,9 @@ def run(ctx: click.Context, app: str | None, tasks_file: str | None, workers: st
             retries=retries, retry_delay=retry_delay, timeout=timeout, halt=halt,
             heartbeat_timeout=heartbeat_timeout,
             memfree=_parse_size(memfree) if memfree else None, ssh_config=ssh_config,
-            verify_host_keys=not no_host_key_check, hosts_file=hosts_file)
+            verify_host_keys=not no_host_key_check, hosts_file=hosts_file,
+            task_seconds=task_seconds, backups=not no_backups, spawn_depth=spawn_depth,
+            spawn_max=spawn_max)
     except ParallelError as e:
         fail(str(e))
     except (ValueError, OSError) as e:
@@ -123,7 +150,8 @@ def run(ctx: click.Context, app: str | None, tasks_file: str | None, workers: st
                    "a man-in-the-middle could run your tasks", err=True)
     command_line = shlex.join(["parallel", *sys.argv[1:]])
     loader = _stream_loader(stream_to, stream_table, stream_create)
-    if serve_port:
+    if serve_port is not None:
+        _check_port(serve_port, "--serve")
         _serve_in_background(prepared.run_dir, serve_port)
     try:
         result = api.execute(prepared, progress=not quiet, handle_signals=True,
@@ -165,6 +193,12 @@ def _serve_in_background(rdir: Path, port: int) -> None:
     click.echo(f"live view: http://127.0.0.1:{port}/", err=True)
 
 
+def _check_port(port: int, flag: str) -> None:
+    """TCP ports are 1-65535 (port 0 would pick a random one nobody could find)."""
+    if not 1 <= port <= 65535:
+        fail(f"{flag} {port}: give a TCP port from 1 to 65535 (e.g. 8765)")
+
+
 def _raise_usage(message: str) -> None:
     raise AppUsageError(f"{message} (see --help)")
 
@@ -185,6 +219,10 @@ def _print_result(result) -> None:
     parts = [f"{ok} ok" + (f" ({result.skipped} already done)" if result.skipped else ""),
              f"{len(failed)} failed"]
     rest = result.total - ok - len(failed)
+    skipped = sum(1 for t in result.tasks.values() if t.state == "skipped")
+    if skipped:
+        parts.append(f"{skipped} skipped (a task they run after failed)")
+        rest -= skipped
     if rest:
         parts.append(f"{rest} not run")
     click.echo(f"{', '.join(parts)} of {result.total} task(s); journal: "
@@ -224,6 +262,9 @@ def status(run: str | None, as_json: bool, watch: bool) -> None:
     try:
         rdir = find_run(run)
         s = summary(rdir)
+    except sqlite3.DatabaseError as e:
+        fail(f"{rdir / 'journal.sqlite'}: not a readable journal ({e}); give the run "
+             "directory of a run this program made")
     except USER_ERRORS as e:
         fail(str(e))
     if watch:
@@ -248,6 +289,7 @@ def serve(run: str | None, port: int, bind: str) -> None:
     """A live, read-only web view of RUN [default: latest] at http://BIND:PORT/."""
     from lasair_parallel.head.views.web import make_server
 
+    _check_port(port, "--port")
     try:
         rdir = find_run(run)
         server = make_server(rdir, bind, port)

@@ -365,7 +365,7 @@ def mysql_source(spec: str) -> SqlSource:
     The password comes from MYSQL_PWD or the option file (default ~/.my.cnf, [client]); a
     password in the URL is refused so it never reaches argv or the run journal.
     """
-    import pymysql
+    from lasair_parallel.csv_to_database.targets import connect_untrusted
 
     u = urlparse(spec)
     if u.password:
@@ -391,7 +391,9 @@ def mysql_source(spec: str) -> SqlSource:
     kw["local_infile"] = False
 
     def connect():
-        return pymysql.connect(**kw)
+        # csv_to_database's guarded connection: refuses any LOCAL INFILE request even if a
+        # server sends one, and takes ssl-mode/ssl-ca/ssl-cert/ssl-key from ?... or the file.
+        return connect_untrusted(q, kw.get("read_default_file"), **kw)
 
     table = q.get("table", "candidates")
     return SqlSource(connect, table, "%s",
