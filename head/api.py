@@ -18,6 +18,7 @@ kills its remote tasks, as Ctrl-C does).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -27,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 
 from lasair_parallel.head.appload import AppRef, import_planner, plan_context, resolve
-from lasair_parallel.head.connect.hosts import HostsError, HostSpec
+from lasair_parallel.head.connect.hosts import MAX_PROCS, WHY_MAX_PROCS, HostsError, HostSpec
 from lasair_parallel.head.connect.hosts import read_hosts as _read_hosts_file
 from lasair_parallel.head.core.options import HaltPolicy, Options
 from lasair_parallel.head.version import head_version
@@ -42,8 +43,6 @@ __all__ = ["Attempt", "Prepared", "RunResult", "TaskResult", "Worker", "default_
 
 Worker = HostSpec  # one worker host: hosts.yaml's fields as keyword arguments
 
-# procs above this is a typo, not a machine: each slot holds a process and its pipes.
-MAX_PROCS = 4096
 
 
 def default_workers(procs: int | None = None) -> list[HostSpec]:
@@ -60,7 +59,8 @@ def read_hosts(workers: str | os.PathLike | Sequence[HostSpec | str | dict] | No
     its fields, or ``"user@host:port"`` strings), or None for :func:`default_workers`.
     ``procs`` overrides every worker's slot count."""
     if procs is not None and not 1 <= procs <= MAX_PROCS:
-        raise HostsError(f"procs {procs}: give 1 to {MAX_PROCS} slots per worker")
+        raise HostsError(f"procs {procs}: give 1 to {MAX_PROCS} slots per worker; "
+                         f"{WHY_MAX_PROCS}")
     if workers is None:
         return default_workers(procs)
     if isinstance(workers, (str, os.PathLike)):
@@ -170,12 +170,12 @@ def prepare(work: str | os.PathLike | Sequence[str | Task], workers=None, *,
             hosts_file: str | None = None) -> Prepared:
     """Check every input and plan the tasks; nothing runs and nothing is written but an
     app's code snapshot.  Raises :class:`UsageError` subclasses with the fix."""
+    check_values(retries=retries, retry_delay=retry_delay, timeout=timeout,
+                 heartbeat_timeout=heartbeat_timeout, ssh_config=ssh_config)
     hosts = read_hosts(workers, procs)
     opts = Options(retries=retries, retry_delay=retry_delay, timeout=timeout,
                    halt=HaltPolicy.parse(halt), heartbeat_timeout=heartbeat_timeout,
                    verify_host_keys=verify_host_keys, ssh_config=ssh_config, memfree=memfree)
-    if retries < 0:
-        raise UsageError("retries must be >= 0")
     app = ref = app_args = ctx = None
     description = ""
     if isinstance(work, os.PathLike):
@@ -210,6 +210,30 @@ def prepare(work: str | os.PathLike | Sequence[str | Task], workers=None, *,
                     app_ref=ref, app_args=app_args, plan_ctx=ctx, description=description,
                     hosts_file=hosts_file or (str(workers) if isinstance(workers, (str, os.PathLike))
                                               else None), procs=procs)
+
+
+def check_values(*, retries: int, retry_delay: float, timeout: float | None,
+                 heartbeat_timeout: float, ssh_config: str | None) -> None:
+    """Refuse nonsense run options up front, one line each (before: some looped forever,
+    some traced back mid-run).  Names are the CLI's flags; the API's keywords match."""
+    heartbeat = Options().heartbeat
+    if not _finite(heartbeat_timeout) or heartbeat_timeout <= heartbeat:
+        raise UsageError(f"--heartbeat-timeout {heartbeat_timeout}: give seconds above the "
+                         f"agents' {heartbeat:g} s heartbeat period (default 10)")
+    if timeout is not None and (not _finite(timeout) or timeout <= 0):
+        raise UsageError(f"--timeout {timeout}: give a number of seconds above 0, or leave it "
+                         "out for no timeout")
+    if not _finite(retry_delay) or retry_delay < 0:
+        raise UsageError(f"--retry-delay {retry_delay}: give seconds, 0 or more")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise UsageError(f"--retries {retries}: give a whole number, 0 or more")
+    if ssh_config is not None and not Path(ssh_config).expanduser().is_file():
+        raise UsageError(f"--ssh-config {ssh_config}: no such file; give an ssh_config file "
+                         "(or leave it out to use ~/.ssh/config)")
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _tasks_from_list(items: Sequence[str | Task]) -> list[Task]:

@@ -26,6 +26,8 @@ def read_task_list(path: str | Path) -> list[Task]:
             f"{path}: no such task list; give a file with one command per line") from None
     except OSError as e:
         raise TaskListError(f"{path}: cannot read task list ({e.strerror})") from None
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM (Windows editors): not part of a command
+        raw = raw[3:]
     commands: list[str] = []
     pending = ""
     pending_line = 0

@@ -133,3 +133,73 @@ def test_local_run_resume_and_joblog(tmp_path):
     assert len((tmp_path / "runs/busy/joblog.tsv").read_text().splitlines()) == 7
     assert sorted(p.name for p in (tmp_path / "runs/busy/out").iterdir()) == [
         f"busy-{i:05d}.txt" for i in range(5)]  # the failing task wrote its output, then exit 1
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--heartbeat-timeout", "0"], "--heartbeat-timeout 0.0: give seconds above"),
+    (["--heartbeat-timeout", "-1"], "--heartbeat-timeout -1.0"),
+    (["--heartbeat-timeout", "nan"], "--heartbeat-timeout nan"),
+    (["--timeout", "-1"], "--timeout -1.0: give a number of seconds above 0"),
+    (["--timeout", "nan"], "--timeout nan"),
+    (["--retry-delay", "-5"], "--retry-delay -5.0: give seconds, 0 or more"),
+    (["--retries", "-1"], "--retries -1"),
+    (["--serve", "99999"], "--serve 99999: give a TCP port from 1 to 65535"),
+    (["--procs", "1000000000"], "procs 1000000000: give 1 to 4096 slots"),
+    (["--procs", str(2**63)], "give 1 to 4096 slots"),
+    (["--ssh-config", "no-such-config"], "--ssh-config no-such-config: no such file"),
+    (["--run-dir", "/proc/x"], "/proc/x: cannot create the run directory"),
+    (["--", "--seconds", "nan"], "--seconds nan: give a number of seconds"),
+])
+def test_nonsense_values_get_one_line_up_front(tmp_path, args, expect):
+    """Before: loops forever (heartbeat 0), tracebacks (port, /proc/x), 22 GB then killed
+    (procs 10^9), a silent hang (2^63), ignored (--ssh-config), a run of nan seconds."""
+    run_opts = [a for a in args if a != "--"] if "--" not in args else args[:args.index("--")]
+    app_opts = args[args.index("--"):] if "--" in args else []
+    p = parallel("run", "apps/busy", *run_opts, "-q", *(app_opts or ["--", "--count", "1"]),
+                 cwd=tmp_path, timeout=60)
+    assert expect in one_line_error(p)
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+def test_serve_port_out_of_range(tmp_path):
+    assert parallel("run", "apps/busy", "-q", "--", "--count", "1", "--seconds", "0",
+                    cwd=tmp_path).returncode == 0
+    line = one_line_error(parallel("serve", "--port", "99999", cwd=tmp_path))
+    assert "--port 99999: give a TCP port from 1 to 65535" in line
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a database, just text" * 200])
+def test_status_of_an_empty_or_corrupt_journal(tmp_path, content):
+    run = tmp_path / "runs" / "broken"
+    run.mkdir(parents=True)
+    (run / "journal.sqlite").write_bytes(content)
+    line = one_line_error(parallel("status", "runs/broken", cwd=tmp_path))
+    assert "journal.sqlite" in line or "no such table" in line or "not a database" in line
+    assert one_line_error(parallel("report", "runs/broken", cwd=tmp_path))
+
+
+@pytest.mark.parametrize("text, expect", [
+    ("workers:\n  - host: a\n    workdir: [1, 2]\n", "hosts.yaml:2: workdir must be text"),
+    ("workers:\n  - host: a\n    procs: 1000000000\n", "hosts.yaml:2: procs 1000000000 is more"),
+    (f"workers:\n  - host: a\n    procs: {2**63}\n", "is more than 4096"),
+])
+def test_nonsense_worker_values(tmp_path, text, expect):
+    f = tmp_path / "hosts.yaml"
+    f.write_text(text)
+    with pytest.raises(HostsError, match="") as e:
+        read_hosts(f)
+    assert expect in str(e.value)
+    logins = tmp_path / "logins"
+    logins.write_text("1000000000/node1\n")
+    with pytest.raises(HostsError, match="logins:1: 1000000000 slots is more than 4096"):
+        read_hosts(logins)
+
+
+def test_task_list_with_a_utf8_bom_runs_its_first_command(tmp_path):
+    """Before: the first task ran ``\\ufeffecho`` (exit 127)."""
+    f = tmp_path / "bom.txt"
+    f.write_bytes(b"\xef\xbb\xbfecho first > first.txt\n")
+    assert [t.command for t in read_task_list(f)] == ["echo first > first.txt"]
+    p = parallel("run", "--tasks", f, "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "first.txt").read_text() == "first\n"

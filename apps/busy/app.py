@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from lasair_parallel.tasks import Task
 from lasair_parallel.tasks.app import PlanContext
@@ -48,6 +49,9 @@ def duration(args: argparse.Namespace, i: int) -> float:
 def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
     if args.count < 0 or args.seconds < 0 or args.mem_mb < 0:
         raise ValueError("--count, --seconds and --mem-mb must be >= 0")
+    # float() reads "nan" and "inf": neither is a duration (nan even passes the check above).
+    if not math.isfinite(args.seconds):
+        raise ValueError(f"--seconds {args.seconds}: give a number of seconds, 0 or more")
     if not 0 <= args.vary <= 1:
         raise ValueError("--vary must be between 0 and 1")
     tasks = []

@@ -47,6 +47,14 @@ class HostSpec:
         return self.transport == "local" if self.shared_fs is None else self.shared_fs
 
 
+# Slots per worker above this are a typo, not a machine: each slot holds a task's process and
+# its pipes (3 descriptors on the agent, more on the head), and the head builds a list of
+# slots per host, so 10^9 slots took 22 GB before being killed and 2^63 hung.  4096 is more
+# than the cores of any single machine sold today (the largest have ~1000 hardware threads).
+MAX_PROCS = 4096
+WHY_MAX_PROCS = "give the slots (processes at once) this machine can run"
+
+
 def read_hosts(path: str | Path, procs: int | None = None) -> list[HostSpec]:
     """Read a worker list; ``procs`` (the CLI's ``--procs``) overrides every worker's slots."""
     path = Path(path)
@@ -143,10 +151,15 @@ def _host_from_yaml(path: Path, w: object) -> HostSpec:
             if isinstance(v, bool) or not isinstance(v, int) or v < lo or (
                     key == "port" and v > 65535):
                 raise HostsError(f"{where}: {key} must be a whole number >= {lo}, not {v!r}")
+            if key == "procs" and v > MAX_PROCS:
+                raise HostsError(f"{where}: procs {v} is more than {MAX_PROCS}; {WHY_MAX_PROCS}")
             ints[key] = v
     shared = w.get("shared_fs")
     if shared is not None and not isinstance(shared, bool):
         raise HostsError(f"{where}: shared_fs must be true or false, not {shared!r}")
+    for key in ("user", "identity", "workdir", "python", "name"):
+        if isinstance(w.get(key), (list, dict, bool)):  # str() would make "[1, 2]" a path
+            raise HostsError(f"{where}: {key} must be text, not {w[key]!r}")
     strs = {}
     for key in ("user", "identity", "workdir", "python", "name"):
         if w.get(key) is not None:
@@ -182,6 +195,9 @@ def _parse_login(path: Path, lineno: int, s: str) -> HostSpec:
     procs = int(m["procs"]) if m["procs"] else 1
     if procs < 1:
         raise HostsError(f"{path}:{lineno}: {s!r} asks for 0 slots; use at least 1")
+    if procs > MAX_PROCS:
+        raise HostsError(f"{path}:{lineno}: {procs} slots is more than {MAX_PROCS}; "
+                         f"{WHY_MAX_PROCS}")
     port = int(m["port"]) if m["port"] else None
     if port is not None and not 1 <= port <= 65535:
         raise HostsError(f"{path}:{lineno}: port {port} out of range 1-65535")
