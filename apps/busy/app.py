@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emit-to-file", action="store_true",
                    help="with --emit-rows: write the rows to a declared output file instead "
                         "(copied back from workers without a shared filesystem), for comparison")
+    p.add_argument("--task-cores", type=int, default=None,
+                   help="cores each task needs: it takes that many slots of a worker "
+                        "(and a Slurm step of that many CPUs)")
+    p.add_argument("--task-memory-mb", type=int, default=None,
+                   help="memory each task needs (a Slurm step's --mem, enforced there)")
     return p
 
 
@@ -82,7 +87,8 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
         else:
             command = ctx.command(argv)
         tasks.append(Task(id=f"busy-{i:05d}", command=command, weight=seconds, outputs=outputs,
-                          stream=stream, inputs=ctx.code_files))
+                          stream=stream, inputs=ctx.code_files,
+                          cores=args.task_cores, memory_mb=args.task_memory_mb))
     return tasks
 
 

@@ -10,10 +10,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
+from lasair_parallel.head.connect.slurmopts import SlurmOptions, parse_slurm_options
 from lasair_parallel.tasks.errors import UsageError
 
 FIELDS = {"host", "port", "user", "identity", "procs", "workdir", "python", "transport",
-          "shared_fs", "name"}
+          "shared_fs", "name", "slurm", "jump"}
 
 
 class HostsError(UsageError):
@@ -31,20 +32,25 @@ class HostSpec:
     identity: str | None = None
     workdir: str | None = None
     python: str | None = None
-    transport: str = "ssh"  # "ssh" or "local"
+    transport: str = "ssh"  # "ssh", "local" or "slurm"
     shared_fs: bool | None = None  # None: local -> True, ssh -> False (copy outputs back)
     name: str | None = None  # a display name; default host[:port]
     line: int = 0  # where it was defined, for error messages
+    slurm: SlurmOptions | None = None  # transport: slurm only (head/connect/slurm.py)
+    jump: str | None = None  # a jump host ([user@]host[:port], or a Host of ssh config)
 
     @property
     def label(self) -> str:
         if self.name:
             return self.name
-        return self.host if self.port in (None, 22) else f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6
+        return self.host if self.port in (None, 22) else f"{host}:{self.port}"
 
     @property
     def shares_fs(self) -> bool:
-        return self.transport == "local" if self.shared_fs is None else self.shared_fs
+        if self.shared_fs is None:  # a Slurm node shares the head's files (a cluster's FS)
+            return self.transport in ("local", "slurm")
+        return self.shared_fs
 
 
 # Slots per worker above this are a typo, not a machine: each slot holds a task's process and
@@ -142,8 +148,12 @@ def _host_from_yaml(path: Path, w: object) -> HostSpec:
     if not w.get("host") or not isinstance(w["host"], str):
         raise HostsError(f"{where}: worker has no `host:`; add e.g. `host: node1`")
     transport = w.get("transport", "ssh")
-    if transport not in ("ssh", "local"):
-        raise HostsError(f"{where}: transport must be `ssh` or `local`, not {transport!r}")
+    if transport not in ("ssh", "local", "slurm"):
+        raise HostsError(
+            f"{where}: transport must be `ssh`, `local` or `slurm`, not {transport!r}")
+    if w.get("slurm") is not None and transport != "slurm":
+        raise HostsError(f"{where}: `slurm:` options need `transport: slurm`")
+    slurm = parse_slurm_options(where, w.get("slurm")) if transport == "slurm" else None
     ints = {}
     for key, lo in (("procs", 1), ("port", 1)):
         if key in w:
@@ -161,10 +171,13 @@ def _host_from_yaml(path: Path, w: object) -> HostSpec:
         if isinstance(w.get(key), (list, dict, bool)):  # str() would make "[1, 2]" a path
             raise HostsError(f"{where}: {key} must be text, not {w[key]!r}")
     strs = {}
-    for key in ("user", "identity", "workdir", "python", "name"):
+    for key in ("user", "identity", "workdir", "python", "name", "jump"):
         if w.get(key) is not None:
             strs[key] = str(w[key])
-    return HostSpec(host=w["host"], transport=transport, shared_fs=shared, line=line,
+    if strs.get("jump") and transport != "ssh":
+        raise HostsError(f"{where}: `jump:` is for SSH workers (transport: ssh)")
+    return HostSpec(host=w["host"].strip("[]"), transport=transport, shared_fs=shared, line=line,
+                    slurm=slurm,
                     procs=ints.get("procs", 1), port=ints.get("port"), **strs)
 
 
@@ -187,7 +200,7 @@ def _parse_login(path: Path, lineno: int, s: str) -> HostSpec:
     if s == ":" or re.fullmatch(r"\d+/:", s):
         procs = int(s.split("/")[0]) if "/" in s else os.cpu_count() or 1
         return HostSpec(host="localhost", transport="local", procs=procs, line=lineno)
-    m = _LOGIN.match(s)
+    m = _LOGIN.match(s) or _LOGIN.match(_bracket_ipv6(s))
     if not m:
         hint = ("ssh options in an sshlogin are not supported; put them in ~/.ssh/config"
                 if s.startswith("ssh ") or " " in s else "write it as [procs/][user@]host[:port]")
@@ -203,6 +216,15 @@ def _parse_login(path: Path, lineno: int, s: str) -> HostSpec:
         raise HostsError(f"{path}:{lineno}: port {port} out of range 1-65535")
     return HostSpec(host=m["host"].strip("[]"), user=m["user"], port=port, procs=procs,
                     line=lineno)
+
+
+def _bracket_ipv6(s: str) -> str:
+    """``[procs/][user@]::1`` (a bare IPv6 address, so no port) -> the bracketed form."""
+    head, _, host = s.rpartition("@") if "@" in s else ("", "", s)
+    pre, _, host = host.rpartition("/") if not head and "/" in host else ("", "", host)
+    if host.count(":") >= 2 and not host.startswith("["):
+        host = f"[{host}]"
+    return (f"{pre}/" if pre else "") + (f"{head}@" if head else "") + host
 
 
 @dataclass(frozen=True)

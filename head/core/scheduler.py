@@ -333,6 +333,8 @@ class Scheduler:
         elif kind == "host_state":  # e.g. a Slurm allocation pending: "waiting for Slurm"
             self.journal.host_event(h.label, ev["state"], ev.get("detail", ""))
             self.journal.host_state(h.label, h.spec.procs, ev["state"])
+            if h.state != "up":
+                h.state = ev["state"]  # shown by the progress line
             self.on_change(self)
         elif kind == "hb":
             h.memfree = ev.get("memfree")
