@@ -1,11 +1,14 @@
 """Load shards into SQLite: BEGIN IMMEDIATE (one writer at a time), rows and ledger row in
-one transaction."""
+one transaction.  Simple shards go through pyarrow's parser (``sqlite_arrow``) when installed,
+then the column-wise fast path, then the row path: each later one accepts or refuses what the
+earlier one left to it."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
 
+from lasair_parallel.csv_to_database import sqlite_arrow
 from lasair_parallel.csv_to_database.errors import ShardError, UsageError
 from lasair_parallel.csv_to_database.ledger import Ledger
 from lasair_parallel.csv_to_database.schema import sqlite_columns, sqlite_statements
@@ -33,6 +36,7 @@ class SQLiteLoader:
         self.conn: sqlite3.Connection | None = None
         self.ledger = Ledger("sqlite")
         self.columns: dict[str, Column] = {}
+        self.arrow = sqlite_arrow.available()
 
     def connect(self) -> None:
         try:
@@ -92,7 +96,8 @@ class SQLiteLoader:
                 shard.rows = entry.nrows if entry else 0
                 return "skipped"
             progress = _Once(progress)
-            if not (shard.simple and self._load_simple(cur, shard, progress)):
+            if not (shard.simple and (self._load_arrow(cur, shard, progress)
+                                      or self._load_simple(cur, shard, progress))):
                 progress.restart()
                 self._load_rows(cur, shard, progress)
             self.ledger.finish(cur, self.table, shard)
@@ -102,6 +107,32 @@ class SQLiteLoader:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _load_arrow(self, cur, shard: Shard, progress: _Once) -> bool:
+        """The Arrow path (``sqlite_arrow``); False if the shard needs another path.  Runs in a
+        savepoint, like the fast path."""
+        if not self.arrow:
+            return False
+        table = sqlite_arrow.parse(shard, self.table, self.columns)
+        if table is None:
+            return False
+        cur.execute("SAVEPOINT arrow")
+        try:
+            cols = sqlite_arrow.columns(table, shard.columns)
+            sql = self._insert_sql(shard, ["?"] * len(shard.columns))
+            cur.executemany(sql, zip(*cols))
+        except sqlite3.IntegrityError:  # a duplicate under --insert: the row path names it
+            cur.execute("ROLLBACK TO arrow")
+            cur.execute("RELEASE arrow")
+            return False
+        except BaseException:
+            cur.execute("ROLLBACK TO arrow")
+            cur.execute("RELEASE arrow")
+            raise
+        cur.execute("RELEASE arrow")
+        shard.rows = table.num_rows
+        progress(shard.size)
+        return True
 
     def _insert_sql(self, shard: Shard, marks: list[str]) -> str:
         cols = ", ".join(f'"{c.name}"' for c in shard.columns)
