@@ -115,7 +115,14 @@ def parse_db_url(url: str) -> Target:
         user = unquote(userinfo) or None
     hosts = []
     for part in filter(None, netloc.split(",")):
-        host, colon, port = part.rpartition(":") if ":" in part else (part, "", "")
+        m = re.fullmatch(r"\[([0-9A-Fa-f:.%a-z]+)\](?::(\d+))?", part)  # IPv6: [::1]:3306
+        if m:
+            host, colon, port = m[1], ":", m[2] or str(DEFAULT_PORT)
+        elif part.count(":") > 1:
+            raise UsageError(f"--db host {part!r}: write an IPv6 address in brackets, "
+                             "e.g. mysql://user@[::1]:3306/db")
+        else:
+            host, colon, port = part.rpartition(":") if ":" in part else (part, "", "")
         if not colon:
             host, port = part, str(DEFAULT_PORT)
         if not host or not port.isdigit() or not 0 < int(port) < 65536:

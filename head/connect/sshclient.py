@@ -80,9 +80,12 @@ def check_host_key(session, host: str, port: int, known_hosts) -> None:
 def connect(target: SSHTarget, verify_host_key: bool = True, timeout: float = 15.0) -> SSHClient:
     """An authenticated, non-blocking connection to ``target``."""
     pkey = target.identities[0] if target.identities else None
+    # No key file configured or found: use the user's ssh-agent, as ssh would (the keys
+    # stay in the agent; libssh2 asks it to sign).  With a key file, that key alone.
+    agent = pkey is None and bool(os.environ.get("SSH_AUTH_SOCK"))
     return _Client(
         target.hostname, user=target.user, port=target.port, pkey=pkey,
-        num_retries=1, timeout=timeout, allow_agent=False,
+        num_retries=1, timeout=timeout, allow_agent=agent,
         identity_auth=pkey is None,
         keepalive_seconds=0,  # our agent's heartbeats do this job; a keepalive greenlet would
         # touch the session behind the pump's back
