@@ -30,6 +30,8 @@ Examples:
 \b
 Password: from ${DEFAULT_PASSWORD_ENV} (or the variable named by --password-env), else the
 [client] section of --defaults-file or ~/.my.cnf. Never on the command line.
+TLS: ?ssl-mode=VERIFY_IDENTITY&ssl-ca=CA.pem (also ssl-cert, ssl-key) in --db, or the same
+ssl-* lines in the option file. The server gets no file but the shard being loaded.
 Every shard is recorded in the table csv_to_database_ledger in the same transaction as its
 rows: rerunning skips loaded shards; a changed shard is reloaded only with --reload.
 """

@@ -155,3 +155,46 @@ def test_mysql_inline_keys_become_sqlite_indexes():
         conn.execute(s)
     names = {r[1] for r in conn.execute("PRAGMA index_list('t')")}
     assert {"t_b", "t_bc"} <= names
+
+
+# -- TLS options (issue 11): resolved as the mysql client resolves them ---------------------
+
+def _tls(url_params: dict, file_text: str | None, tmp_path: Path):
+    from lasair_parallel.csv_to_database.tls import tls_options
+
+    opts = {}
+    if file_text is not None:
+        cnf = tmp_path / "my.cnf"
+        cnf.write_text("[client]\n" + file_text)
+        opts = read_option_file(cnf)
+    return tls_options(url_params, opts)
+
+
+def test_tls_defaults_and_precedence(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read until connecting")
+    assert _tls({}, None, tmp_path).mode == "PREFERRED"  # the mysql client's default
+    assert _tls({"ssl-ca": str(ca)}, None, tmp_path).mode == "VERIFY_CA"  # a CA is for checking
+    assert _tls({}, "ssl-verify-server-cert\n", tmp_path).mode == "VERIFY_IDENTITY"  # MariaDB's
+    t = _tls({"ssl_mode": "verify_identity"}, f"ssl-mode=DISABLED\nssl-ca={ca}\n", tmp_path)
+    assert (t.mode, t.ca) == ("VERIFY_IDENTITY", str(ca))  # the URL wins, the file fills in
+    assert _tls({}, "ssl-cipher=AES\n", tmp_path).mode == "PREFERRED"  # mysql client's, ignored
+    assert not _tls({"ssl-mode": "PREFERRED"}, None, tmp_path).required
+    assert _tls({"ssl-mode": "REQUIRED"}, None, tmp_path).required
+    assert _tls({"ssl-mode": "DISABLED"}, None, tmp_path).context() is None
+
+
+def test_tls_options_survive_url_parsing_and_merging():
+    t = parse_db_urls(["mysql://u@h1/db?ssl-mode=REQUIRED", "mysql://u@h2/db"])
+    assert dict(t.params) == {"ssl-mode": "REQUIRED"} and len(t.hosts) == 2
+    with pytest.raises(UsageError, match="same ssl"):
+        parse_db_urls(["mysql://u@h1/db?ssl-mode=REQUIRED", "mysql://u@h2/db?ssl-mode=DISABLED"])
+    with pytest.raises(UsageError, match="ssl-mode 'NEVER'"):
+        parse_db_url("mysql://u@h/db?ssl-mode=never")
+
+
+def test_bad_tls_line_in_the_option_file_is_one_line(tmp_path):
+    cnf = tmp_path / "my.cnf"
+    cnf.write_text("[client]\nssl-ca=/nonexistent/ca.pem\n")
+    with pytest.raises(UsageError, match=r"ssl-ca /nonexistent/ca.pem \(from option file\)"):
+        find_credentials(parse_db_url("mysql://u@h/db"), defaults_file=cnf)
