@@ -202,7 +202,7 @@ def find_credentials(target: Target, password_env: str = DEFAULT_PASSWORD_ENV,
         if home_cnf.is_file():
             opts = read_option_file(home_cnf)
     user = target.user or opts.get("user") or os.environ.get("USER")
-    tls_options(dict(target.params), opts)  # a bad ssl-* line in the file: refused now
+    tls_options(dict(target.params), opts).context()  # bad ssl-* options: refused now
     if password_env and os.environ.get(password_env) is not None:
         return Credentials(user, Secret(os.environ[password_env]), f"${password_env}", opts)
     if "password" in opts:

@@ -56,17 +56,24 @@ class TLS:
                 ctx = ssl.create_default_context(cafile=self.ca, capath=self.capath)
             else:
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # older ones are broken
-            ctx.check_hostname = self.mode == "VERIFY_IDENTITY"
-            ctx.verify_mode = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
-            if self.cert:
-                ctx.load_cert_chain(self.cert, keyfile=self.key)
         except (ssl.SSLError, OSError) as e:
-            what = "ssl-cert/ssl-key" if self.cert else "ssl-ca/ssl-capath"
-            reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e)
-            raise UsageError(f"TLS: cannot use {what} ({reason}); give PEM files "
-                             "(in --db ?ssl-...= or the option file's [client])") from None
+            raise _unusable("ssl-ca", self.ca or self.capath or "(system CAs)", e) from None
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # older ones are broken
+        ctx.check_hostname = self.mode == "VERIFY_IDENTITY"  # before CERT_NONE: ssl insists
+        ctx.verify_mode = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
+        if self.cert:
+            try:
+                ctx.load_cert_chain(self.cert, keyfile=self.key)
+            except (ssl.SSLError, OSError) as e:
+                raise _unusable("ssl-cert/ssl-key", f"{self.cert} {self.key or ''}".strip(),
+                                e) from None
         return ctx
+
+
+def _unusable(what: str, files: str, e: BaseException) -> UsageError:
+    reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e)
+    return UsageError(f"TLS: cannot use {what} {show_path(files)} ({reason}); give PEM files "
+                      "(in --db ?ssl-...= or the option file's [client])")
 
 
 def tls_options(url_params: Mapping[str, str], file_opts: Mapping[str, str]) -> TLS:

@@ -199,6 +199,8 @@ def test_disabled_means_plain_and_required_refuses_a_server_without_tls(tls_db, 
     ("ssl-ca=/nonexistent/ca.pem", "ssl-ca /nonexistent/ca.pem"),
     ("ssl-verify=1", "'ssl-verify' is not supported"),
     ("ssl-key=/etc/hostname", "ssl-key without ssl-cert"),
+    ("ssl-cert=/etc/passwd", "cannot use ssl-cert/ssl-key /etc/passwd"),
+    ("ssl-ca=/etc/passwd", "cannot use ssl-ca /etc/passwd"),
 ])
 def test_bad_tls_options_are_one_line_before_connecting(tmp_path, query, what):
     write_csv(tmp_path / "s" / "a.csv", object_rows(0, 1))
