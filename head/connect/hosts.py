@@ -236,6 +236,8 @@ class SSHTarget:
     user: str
     identities: tuple[str, ...]
     known_hosts: tuple[str, ...]
+    jump: str | None = None  # reached through this jump host (head/connect/jump.py)
+    ssh_config: str | None = None  # the ssh_config used, for the jump connection
 
 
 def resolve_ssh(spec: HostSpec, ssh_config: str | None = None) -> SSHTarget:
@@ -280,4 +282,7 @@ def resolve_ssh(spec: HostSpec, ssh_config: str | None = None) -> SSHTarget:
         user=spec.user or first("user", os.environ.get("USER", "root")),
         identities=tuple(os.path.expanduser(i) for i in identities),
         known_hosts=tuple(os.path.expanduser(k) for k in known),
+        # ProxyJump from ssh config ("none" = explicitly none); hosts.yaml's jump: wins.
+        jump=spec.jump or next((j for j in opts.get("proxyjump", []) if j != "none"), None),
+        ssh_config=ssh_config,
     )

@@ -35,14 +35,21 @@ class HostKeyError(Exception):
 class _Client(SSHClient):
     """parallel-ssh's native client, checking the host key right after the key exchange."""
 
-    def __init__(self, *args, known_hosts=(), verify=True, **kwargs):
+    def __init__(self, *args, known_hosts=(), verify=True, sock=None, **kwargs):
         self._known_hosts = known_hosts
         self._verify = verify
+        self._given_sock = sock  # a jump host's channel (head/connect/jump.py), or None
         super().__init__(*args, **kwargs)
+
+    def _connect(self, host, port, retries=1):
+        if self._given_sock is None:
+            return super()._connect(host, port, retries)
+        self.sock = self._given_sock
 
     def _init_session(self, retries=1):
         # Small messages both ways (one JSON line per task event): disable Nagle's algorithm.
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.sock.family != socket.AF_UNIX:  # a jump host's socket pair has no TCP
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super()._init_session(retries)
         if self._verify:
             check_host_key(self.session, self.host, self.port, self._known_hosts)
@@ -83,11 +90,20 @@ def connect(target: SSHTarget, verify_host_key: bool = True, timeout: float = 15
     # No key file configured or found: use the user's ssh-agent, as ssh would (the keys
     # stay in the agent; libssh2 asks it to sign).  With a key file, that key alone.
     agent = pkey is None and bool(os.environ.get("SSH_AUTH_SOCK"))
-    return _Client(
+    sock = jump_proc = None
+    if target.jump:
+        from lasair_parallel.head.connect.jump import master_for
+
+        master = master_for(target.jump, target.ssh_config, target.identities,
+                            verify_host_key)
+        sock, jump_proc = master.open_socket(target.hostname, target.port)
+    client = _Client(
         target.hostname, user=target.user, port=target.port, pkey=pkey,
         num_retries=1, timeout=timeout, allow_agent=agent,
         identity_auth=pkey is None,
         keepalive_seconds=0,  # our agent's heartbeats do this job; a keepalive greenlet would
         # touch the session behind the pump's back
-        known_hosts=target.known_hosts, verify=verify_host_key,
+        known_hosts=target.known_hosts, verify=verify_host_key, sock=sock,
     )
+    client.jump_proc = jump_proc  # the mux client carrying it: ends when the socket closes
+    return client
