@@ -83,6 +83,19 @@ def test_every_reader_gives_the_row_paths_features(live, db):
         same_features(compute_features(got), want)
 
 
+@pytest.mark.parametrize("db", ["live", "clustered"])
+def test_listing_is_the_same_whichever_reader(live, db):
+    _, d = live
+    listings = []
+    for reader in ("rows", "scan", "auto"):
+        src = open_source(f"sqlite:///{d}/{db}.db?reader={reader}")
+        ids, counts = src.list_objects()
+        src.close()
+        listings.append((list(ids), counts.tolist()))
+    assert listings[0] == listings[1] == listings[2]
+    assert len(listings[0][0]) == N_OBJECTS
+
+
 def test_auto_seeks_a_small_block_of_an_unclustered_table(live):
     det, d = live
     ids = [str(i) for i in det.ids]
@@ -175,6 +188,10 @@ def test_mysql_arrow_reads_and_no_local_infile(mariadb_server, monkeypatch, live
     spec = mariadb_server.url(db)
     ref, how = read(spec + "?reader=rows")
     assert how == "rows"
+    rows_listing = open_source(spec + "?reader=rows").list_objects()
+    scan_listing = open_source(spec + "?reader=scan").list_objects()
+    assert list(rows_listing[0]) == list(scan_listing[0])
+    assert rows_listing[1].tolist() == scan_listing[1].tolist()
     want = compute_features(ref)
     for reader in ("scan", "seek", "auto"):
         got, how = read(f"{spec}?reader={reader}")

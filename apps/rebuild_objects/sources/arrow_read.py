@@ -57,6 +57,7 @@ class ArrowSql:
     quote: str
     no_index: str
     inf_is_null: bool = False
+    server_sorts: bool = False  # list objects in the server's collation (MySQL), not bytes
 
 
 def literal(value: str) -> str:
@@ -99,6 +100,31 @@ def read_block(d: ArrowSql, first: str, last: str, scan: bool) -> Detections:
     except Exception as e:  # connectorx raises RuntimeError/ValueError/... by driver
         raise ArrowFallback(f"{type(e).__name__}: {e}") from None
     return to_detections(table, scan, d.inf_is_null)
+
+
+def list_all(d: ArrowSql) -> tuple[np.ndarray, np.ndarray]:
+    """(objectIds, detection counts) from one scan of the table, in listing order: the
+    server's (GROUP BY ... ORDER BY in its collation) or, for SQLite's BINARY collation,
+    code-point order (= UTF-8 byte order) sorted here."""
+    import pyarrow.compute as pc
+
+    where = "WHERE candid IS NOT NULL"
+    try:
+        if d.server_sorts:
+            t = d.fetch(f"SELECT objectId, COUNT(*) AS n FROM {d.table} {d.no_index} {where} "
+                        "GROUP BY objectId ORDER BY objectId")
+            return (np.asarray(t.column(0).to_pylist(), dtype=object),
+                    t.column(1).to_numpy().astype(np.int64))
+        t = d.fetch(f"SELECT objectId FROM {d.table} {d.no_index} {where}")
+    except ArrowFallback:
+        raise
+    except Exception as e:
+        raise ArrowFallback(f"{type(e).__name__}: {e}") from None
+    vc = pc.value_counts(t.column(0))
+    ids = np.asarray(vc.field("values").to_pylist(), dtype=object)
+    counts = vc.field("counts").to_numpy().astype(np.int64)
+    order = np.argsort(ids.astype(str), kind="stable")
+    return ids[order], counts[order]
 
 
 def _column(table, name: str, kind: str) -> np.ndarray:

@@ -32,6 +32,7 @@ from lasair_parallel.apps.rebuild_objects.sources.arrow_read import (
     SAMPLE,
     ArrowFallback,
     ArrowSql,
+    list_all,
     read_block,
     should_scan,
     unclustered_share,
@@ -104,6 +105,20 @@ class SqlSource:
             self._conn = None
 
     def list_objects(self) -> tuple[np.ndarray, np.ndarray]:
+        """Objects and counts: one Arrow scan when the table is unclustered (its index does
+        not hold candid, so a GROUP BY over it seeks every row), else keyset pages."""
+        if self.arrow is not None and self.reader != "rows":
+            try:
+                if self.reader == "scan" or (self.reader == "auto" and self.decide_scan
+                                             and self.decide_scan(self, "", "\U0010ffff")):
+                    return list_all(self.arrow)
+            except ArrowFallback as e:
+                print(f"rebuild_objects: Arrow listing not possible ({e}); paging",
+                      file=sys.stderr)
+        return self.list_rows()
+
+    def list_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Keyset pages of GROUP BY objectId."""
         t, m = self.table, self.mark
         ids: list = []
         counts: list = []
@@ -356,7 +371,7 @@ def mysql_arrow(kw: dict, table: str) -> ArrowSql | None:
                 msg = msg.replace(s, "***")
             raise ArrowFallback(f"connectorx: {type(e).__name__}: {msg}") from None
 
-    return ArrowSql(fetch, table, "`", "USE INDEX ()")
+    return ArrowSql(fetch, table, "`", "USE INDEX ()", server_sorts=True)
 
 
 def mysql_source(spec: str) -> SqlSource:
