@@ -25,6 +25,13 @@ from lasair_parallel.csv_to_database.tls import TLS
 from pymysql.protocol import MysqlPacket
 
 CR_SSL_CONNECTION_ERROR = 2026  # the client error code MySQL uses for "TLS required, none"
+# The guard hooks these pymysql internals; if a pymysql release renames one, the guard
+# would silently do nothing, so refuse to work at all instead.
+_HOOKED = ("_read_packet", "_execute_command", "_read_query_result", "_force_close")
+_missing = [n for n in _HOOKED if not callable(getattr(pymysql.connections.Connection, n, None))]
+if _missing:
+    raise ImportError(f"pymysql {pymysql.__version__} lacks {', '.join(_missing)}: the file "
+                      "request guard cannot work with it (use pymysql 1.1 or 2.x)")
 
 
 class GuardedConnection(pymysql.connections.Connection):
@@ -57,6 +64,10 @@ class GuardedConnection(pymysql.connections.Connection):
             raise pymysql.err.OperationalError(
                 CR_SSL_CONNECTION_ERROR,
                 f"ssl-mode={self._tls.mode} but the server did not offer TLS")
+
+    def set_timeouts(self, seconds: float) -> None:
+        """Read and write timeout from now on (pymysql applies them at the next I/O)."""
+        self._read_timeout = self._write_timeout = seconds
 
     @property
     def encrypted(self) -> bool:

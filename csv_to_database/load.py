@@ -145,7 +145,7 @@ def check_target(target: Target, opts: LoadOptions, creds: Credentials | None = 
                                  f"{show_path(path.parent)} is not writable")
             return
         try:  # read-only: a check must not create or change anything
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
             try:
                 cols = sqlite_columns(conn, opts.table)
             finally:

@@ -36,6 +36,10 @@ NODE_DOWN_CODES = {2003, 2006, 2013, 1047, 1053}
 # ... and "the transaction lost a race, run it again": 1213 deadlock / Galera certification
 # failure, 1205 lock wait timeout, 1180/1181 error during commit/rollback (Galera aborts).
 RETRY_CODES = NODE_DOWN_CODES | {1213, 1205, 1180, 1181}
+# Seconds a node has to answer the login, the readiness check and the session setup: a
+# frozen node (SIGSTOPped, VM paused) still accepts TCP connections and then says nothing.
+READY_TIMEOUT = 20.0
+LOAD_TIMEOUT = 3600.0  # one LOAD DATA of a big shard, or a wait for another loader's lock
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
@@ -246,7 +250,8 @@ def connect_mysql(target: Target, creds: Credentials, start: int = 0, attempts: 
             where = f"{host}:{port}" if host is not None else str(target.unix_socket)
             kw = dict(user=creds.user, password=creds.password.get() or "",
                       database=target.database, charset="utf8mb4", autocommit=True,
-                      connect_timeout=5, read_timeout=3600, write_timeout=3600)
+                      connect_timeout=5, read_timeout=READY_TIMEOUT,
+                      write_timeout=READY_TIMEOUT)
             if host is None:
                 kw["unix_socket"] = target.unix_socket
             else:
@@ -271,11 +276,13 @@ def connect_mysql(target: Target, creds: Credentials, start: int = 0, attempts: 
             except RefusedFileRequest:
                 raise
             except (pymysql.err.MySQLError, OSError) as e:
-                # e.g. 2013: the node dropped us mid-query (crashing, or leaving the cluster)
+                # e.g. 2013: the node dropped us mid-query (crashing, or leaving the cluster),
+                # or did not answer within READY_TIMEOUT (frozen)
                 _close_quietly(conn)
                 last = f"{where}: connection lost during the readiness check: {_reason(e, creds, tls)}"
                 continue
             if ready:
+                conn.set_timeouts(LOAD_TIMEOUT)
                 return conn, i
             _close_quietly(conn)
             last = f"{where}: Galera node not ready (not in the primary component)"

@@ -19,11 +19,13 @@ from test_csv_to_database_galera import EVENTS, _state
 
 class DroppingProxy:
     """127.0.0.1:``port`` -> 127.0.0.1:``backend``; a client packet containing ``trigger``
-    is not forwarded: both connections are closed instead (counted in :attr:`drops`)."""
+    is not forwarded: both connections are closed instead (counted in :attr:`drops`), or with
+    ``hang`` left open and silent, as a frozen (SIGSTOPped) node's are."""
 
-    def __init__(self, backend: int, trigger: bytes) -> None:
-        self.backend, self.trigger = backend, trigger
+    def __init__(self, backend: int, trigger: bytes, hang: bool = False) -> None:
+        self.backend, self.trigger, self.hang = backend, trigger, hang
         self.drops = 0
+        self._held: list[socket.socket] = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -32,6 +34,8 @@ class DroppingProxy:
 
     def close(self) -> None:
         self.sock.close()
+        for s in self._held:
+            s.close()
 
     def _accept(self) -> None:
         while True:
@@ -51,6 +55,9 @@ class DroppingProxy:
                     break
                 if from_client and self.trigger in data:
                     self.drops += 1
+                    if self.hang:
+                        self._held += [src, dst]
+                        return  # no answer, no close: the client must give up on its own
                     break
                 dst.sendall(data)
         except OSError:
@@ -83,3 +90,25 @@ def test_node_dropping_the_readiness_query_is_failed_over(galera_cluster, tmp_pa
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proxy.drops >= 1  # the drop really happened
     assert _state(live[1], db) == (3, total, total)
+
+
+def test_node_frozen_during_the_readiness_query_is_failed_over(galera_cluster, tmp_path):
+    """A node that accepts the query and never answers (frozen) costs READY_TIMEOUT, not the
+    hour a LOAD DATA may take."""
+    from lasair_parallel.csv_to_database.targets import READY_TIMEOUT
+
+    g = galera_cluster
+    live = g.alive_nodes()
+    db = g.create_database("g_frozen")
+    total = write_events(tmp_path / "s", 2, 200)
+    proxy = DroppingProxy(live[0].port, b"SHOW VARIABLES LIKE 'wsrep_on'", hang=True)
+    try:
+        url = f"mysql://lasair@127.0.0.1:{proxy.port},127.0.0.1:{live[1].port}/{db}"
+        proc = run_cli(tmp_path / "s", "--db", url, "--table", "events", "--create",
+                       "--schema", schema_file(tmp_path, EVENTS, "events.sql"),
+                       timeout=READY_TIMEOUT * 4)
+    finally:
+        proxy.close()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proxy.drops >= 1
+    assert _state(live[1], db) == (2, total, total)
