@@ -343,3 +343,15 @@ def connect_untrusted(url_params: dict[str, str], option_file: str | Path | None
         del kwargs[k]
     kwargs["local_infile"] = False
     return open_guarded(tls=tls, **kwargs)
+
+
+def tls_asked(url_params: dict[str, str], option_file: str | Path | None = None) -> bool:
+    """True if ``url_params`` or ``option_file`` set any TLS option other than
+    ``ssl-mode=DISABLED``: a client that cannot honour TLS options (e.g. connectorx) must then
+    not be used, or it would connect without the verification the user asked for."""
+    opts = read_option_file(Path(option_file)) if option_file else {}
+    given = {k.replace("-", "_").lower() for k in [*url_params, *opts]}
+    if not any(k.startswith("ssl") for k in given):
+        return False
+    return tls_options({k: v for k, v in url_params.items() if k.lower().startswith("ssl")},
+                       opts).mode != "DISABLED"

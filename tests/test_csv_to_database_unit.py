@@ -198,3 +198,15 @@ def test_bad_tls_line_in_the_option_file_is_one_line(tmp_path):
     cnf.write_text("[client]\nssl-ca=/nonexistent/ca.pem\n")
     with pytest.raises(UsageError, match=r"ssl-ca /nonexistent/ca.pem \(from option file\)"):
         find_credentials(parse_db_url("mysql://u@h/db"), defaults_file=cnf)
+
+
+def test_tls_asked_tells_readers_when_only_a_tls_capable_client_will_do(tmp_path):
+    from lasair_parallel.csv_to_database.targets import tls_asked
+
+    cnf = tmp_path / "my.cnf"
+    cnf.write_text("[client]\nuser=u\n")
+    assert not tls_asked({"table": "candidates"}, cnf)
+    assert not tls_asked({"ssl-mode": "DISABLED"})
+    assert tls_asked({"ssl-mode": "REQUIRED"})
+    cnf.write_text("[client]\nssl-verify-server-cert\n")
+    assert tls_asked({}, cnf)
