@@ -17,10 +17,17 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from collections.abc import Iterable, Sequence
 
+from lasair_parallel.tasks.model import Task
 from lasair_parallel.tasks.protocol import ENV_EMIT_FD as EMIT_FD_ENV
+from lasair_parallel.tasks.protocol import ENV_PATH_MAP as PATH_MAP_ENV
+from lasair_parallel.tasks.protocol import ENV_RATE as RATE_ENV
+from lasair_parallel.tasks.protocol import ENV_SPAWN_FD as SPAWN_FD_ENV
+from lasair_parallel.tasks.protocol import ENV_TASK_SECONDS as TASK_SECONDS_ENV
+from lasair_parallel.tasks.protocol import ENV_WEIGHT as WEIGHT_ENV
 
 
 class Emitter:
@@ -68,3 +75,48 @@ def emit(rows: Iterable[Sequence[object]]) -> None:
                            "`parallel run` with a streamed output")
     e.rows(rows)
     e.close()
+
+
+def spawn(*tasks: Task) -> None:
+    """Hand new tasks to the head (subtasks): they run after this attempt succeeds.
+
+    Each task goes over ``$PARALLEL_SPAWN_FD`` as one JSON line (any program may write that
+    format: one ``Task.to_json()`` object per line).  The head journals them with this task as
+    their parent and keeps them only if this attempt succeeds: a failed, killed or duplicated
+    attempt's spawns are discarded, and a retry that spawns the same ids spawns them once.
+    An empty ``id`` gets ``<parent id>.<n>`` (n counts this attempt's spawns from 1): give
+    ids of your own when the spawns of a retry may come in another order.  A spawned task
+    may spawn in turn, within the head's bounds (``--spawn-depth``, ``--spawn-max``).
+    """
+    fd = os.environ.get(SPAWN_FD_ENV)
+    if not fd:
+        raise RuntimeError(f"spawn: no channel to the head (${SPAWN_FD_ENV} is not set); run "
+                           "the task through `parallel run`")
+    text = "".join(json.dumps(t.to_json(), separators=(",", ":")) + "\n" for t in tasks)
+    _write_all(int(fd), text.encode())  # a pipe may take a long line in pieces
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def head_path(path: str) -> str:
+    """The head's name for a path this worker sees (the inverse of the argv path map), for
+    the ``outputs`` of a spawned task: the head copies declared outputs back by its own name.
+    Where the head's files are shared, paths are the same."""
+    pairs = sorted(json.loads(os.environ.get(PATH_MAP_ENV) or "{}").items(),
+                   key=lambda kv: -len(kv[1]))
+    for head, worker in pairs:
+        if path == worker or path.startswith(worker.rstrip("/") + "/"):
+            return head + path[len(worker):]
+    return path
+
+
+def sizing() -> tuple[float | None, float | None, float]:
+    """The head's sizing hints for this task: ``(seconds per unit of weight, longest wanted
+    task in seconds, this task's weight)``; None where the head has no measurement yet."""
+    def num(name: str) -> float | None:
+        v = os.environ.get(name)
+        return float(v) if v else None
+    return num(RATE_ENV), num(TASK_SECONDS_ENV), num(WEIGHT_ENV) or 1.0

@@ -59,8 +59,14 @@ class Task:
     # worker's procs) and its Slurm step's --cpus-per-task; ``memory_mb`` its step's --mem.
     cores: int | None = None
     memory_mb: int | None = None
+    # Ids of the tasks this one runs after: it starts when all of them succeeded (and the
+    # tasks they spawned), and is recorded as skipped when one of them fails for good.
+    after: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.after, tuple):  # a list, or one id given as a plain string
+            after = (self.after,) if isinstance(self.after, str) else tuple(self.after)
+            object.__setattr__(self, "after", after)
         for name in ("cores", "memory_mb"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -78,6 +84,7 @@ class Task:
             "env": dict(self.env),
             "cores": self.cores,
             "memory_mb": self.memory_mb,
+            "after": list(self.after),
         }
 
     @classmethod
@@ -93,6 +100,7 @@ class Task:
             env=tuple(sorted((d.get("env") or {}).items())),
             cores=d.get("cores"),
             memory_mb=d.get("memory_mb"),
+            after=tuple(d.get("after") or ()),
         )
 
 

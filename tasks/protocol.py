@@ -25,13 +25,22 @@ else:  # Python 3.10: every field is simply optional at run time
     NotRequired = None  # only used inside string annotations below
 
 # Bump on any change of a message's meaning or a required field.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 3: spawn (subtasks), PARALLEL_SPAWN_FD, sizing hints
 
 # Environment names a task sees (set by the agent).
 ENV_PYTHON = "PARALLEL_PYTHON"  # the worker's interpreter: apps' commands run on it
 ENV_EMIT_FD = "PARALLEL_EMIT_FD"  # descriptor for streamed rows (see tasks.emit)
 ENV_TASK_ID = "PARALLEL_TASK_ID"  # the task's id
 ENV_ATTEMPT = "PARALLEL_ATTEMPT"  # its attempt number, 1-based
+# Descriptor for new tasks a running task hands to the head (see tasks.emit.spawn): one JSON
+# object per line, a Task's to_json().  Kept only if the attempt succeeds.
+ENV_SPAWN_FD = "PARALLEL_SPAWN_FD"
+ENV_DEPTH = "PARALLEL_SPAWN_DEPTH"  # how deep in spawns this task is (0: planned)
+# Sizing hints from the head (head.core.sizing): measured seconds per unit of Task.weight on
+# this host, and the wanted longest task in seconds; a splittable task hands back the rest.
+ENV_RATE = "PARALLEL_RATE"
+ENV_TASK_SECONDS = "PARALLEL_TASK_SECONDS"
+ENV_WEIGHT = "PARALLEL_WEIGHT"  # the task's own weight, to scale the rate
 ENV_SAFEPATH = "PYTHONSAFEPATH"  # Python 3.11+: no working directory on sys.path
 # The run directory as this worker sees it: the head's own where files are shared, the
 # worker's copy (``<workdir>/lasair-runs/<run>-<digest>``) elsewhere.  Shell commands name
@@ -71,6 +80,7 @@ class RunMsg(TypedDict):
     outputs: "list[str]"  # declared outputs, checked to exist after a success
     emit: "NotRequired[bool]"  # open a pipe on $PARALLEL_EMIT_FD and forward its lines
     inline_max: "NotRequired[int]"  # logs up to this size travel inside the exit event
+    spawn: "NotRequired[bool]"  # open a pipe on $PARALLEL_SPAWN_FD and forward its lines
 
 
 class KillMsg(TypedDict):
@@ -135,6 +145,16 @@ class RowsEv(TypedDict):
     """Streamed CSV records of a running attempt: whole lines, in order."""
 
     ev: str  # "rows"
+    key: str
+    data: str
+
+
+class SpawnEv(TypedDict):
+    """New tasks from a running attempt: whole lines, each one Task's JSON, in order.
+
+    Sent before the attempt's ``exit``; the head keeps them only if the attempt succeeds."""
+
+    ev: str  # "spawn"
     key: str
     data: str
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from lasair_parallel.head.core.dynjournal import extend_schema
 from lasair_parallel.tasks import Task
 from lasair_parallel.tasks.errors import ParallelError
 
@@ -122,6 +123,7 @@ class Journal:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA busy_timeout=5000")
             self.db.executescript(SCHEMA)
+            extend_schema(self.db)  # dependencies, spawns, backups (head.core.dynjournal)
         except sqlite3.DatabaseError as e:
             hint = ("free space there" if "full" in str(e) else
                     "move it away (it is not a journal this program wrote) or give another "
@@ -221,9 +223,11 @@ class Journal:
 
     @_writes
     def end_attempt(self, task: Task, attempt: int, outcome: str, final_state: str | None,
-                    ev: dict | None = None, reason: str | None = None) -> None:
+                    ev: dict | None = None, reason: str | None = None,
+                    on_tx: Callable[[sqlite3.Connection], None] | None = None) -> None:
         """Close an attempt; ``final_state`` is the task's new state ('done', 'failed',
-        'pending' for a retry)."""
+        'pending' for a retry).  ``on_tx`` writes more in the same transaction (the spawns
+        of a successful attempt: committed with its success or not at all)."""
         ev = ev or {}
         end = ev.get("t") or time.time()
         with self._tx():
@@ -238,6 +242,8 @@ class Journal:
             if final_state:
                 self.db.execute("UPDATE tasks SET state = ?, done_at = ? WHERE id = ?",
                                 (final_state, end if final_state == "done" else None, task.id))
+            if on_tx is not None:
+                on_tx(self.db)
         row = self.db.execute(
             "SELECT host, start, end, out_size, exit_code, signal FROM attempts "
             "WHERE task_id = ? AND attempt = ?", (task.id, attempt)).fetchone()

@@ -53,3 +53,9 @@ class Options:
     # The lasair-parallel version workers must run (app runs: the head's own); a worker whose
     # agent reports another is refused, with a message saying to deploy.
     require_version: str | None = None
+    # Dynamic work (head.core.dynamic): the longest wanted task in seconds (None: from the
+    # measured rate), backup copies of stragglers, and the bounds on spawned tasks.
+    task_seconds: float | None = None
+    backups: bool = True
+    spawn_depth: int = 8  # head.core.spawns.SPAWN_DEPTH
+    spawn_max: int = 1_000_000  # head.core.spawns.SPAWN_MAX

@@ -14,6 +14,8 @@ from types import ModuleType
 
 import gevent
 from lasair_parallel.head.connect.hosts import HostSpec
+from lasair_parallel.head.core import dynjournal
+from lasair_parallel.head.core.deps import validate as validate_deps
 from lasair_parallel.head.core.journal import Journal
 from lasair_parallel.head.core.options import Options
 from lasair_parallel.head.core.progress import Progress
@@ -33,6 +35,7 @@ class RunResult:
     skipped: int  # already done in an earlier run
     done: int
     failed: int
+    skipped_after_failure: int = 0  # not run: a task they run after failed for good
     interrupted: bool = False
     reason: str = ""
     failures: list[dict] = field(default_factory=list)
@@ -71,12 +74,20 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
         lock.release()
         raise
     try:
+        validate_deps(tasks)
+        # Tasks spawned by earlier runs' successful attempts are tasks of this run too.
+        spawned = dynjournal.spawned_tasks(journal)
+        planned = {t.id for t in tasks}
+        tasks = tasks + [t for t, _ in spawned if t.id not in planned]
+        depths = {t.id: d for t, d in spawned}
         check_same_tasks(journal, tasks)
+        dynjournal.reset_skipped(journal)
         lost = journal.recover()
         if lost:
             log.warning("%d attempt(s) were running when the last head stopped; they run again",
                         lost)
         journal.register(tasks)
+        dynjournal.record_after(journal, tasks)
         journal.set_meta(name=name, command=command_line, started=time.time(),
                          hosts=[h.label for h in hosts], total=len(tasks), head_pid=os.getpid(),
                          hosts_file=str(Path(hosts_file).resolve()) if hosts_file else None,
@@ -87,8 +98,13 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
         if skipped:
             notify(f"resuming {name}: {skipped} of {len(tasks)} task(s) already done")
         bar = Progress(len(tasks), skipped, enabled=progress)
-        sched = Scheduler(hosts, todo, journal, opts, name, on_change=bar.update,
-                          on_task=(lambda tid: on_task(journal, tid)) if on_task else None)
+        def on_change(s: Scheduler) -> None:
+            bar.total = skipped + s.total  # spawned tasks join the count
+            bar.update(s)
+
+        sched = Scheduler(hosts, todo, journal, opts, name, on_change=on_change,
+                          on_task=(lambda tid: on_task(journal, tid)) if on_task else None,
+                          depths=depths)
         if stream_loader is not None:
             sched.spools.on_commit = stream_loader.submit
         stop = _install_signal_handlers(sched, notify) if handle_signals else (lambda: None)
@@ -99,9 +115,10 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
             watcher.stop()
             stop()
             bar.close()
-        result = RunResult(total=len(tasks), skipped=skipped, done=sched.done,
-                           failed=sched.failed, interrupted=sched.interrupted,
-                           reason=sched.abort_reason)
+        result = RunResult(total=len(tasks) + sched.dyn.spawned, skipped=skipped,
+                           done=sched.done, failed=sched.failed,
+                           skipped_after_failure=sched.dyn.skipped,
+                           interrupted=sched.interrupted, reason=sched.abort_reason)
         result.failures = failures(journal)
         if stream_loader is not None:
             # Also what an earlier, interrupted run committed but had not loaded yet.
@@ -113,7 +130,9 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
         journal.set_meta(finished=time.time(), exit_status=result.exit_status,
                          head_maxrss_kb=_peak_rss_kb(),
                          streamed_bytes=sched.spools.bytes_in)
-        if app is not None and result.exit_status == EXIT_OK and hasattr(app, "gather"):
+        # An app naming its gather's outputs (GATHER_OUTPUTS) had it run as a task of the plan.
+        if (app is not None and result.exit_status == EXIT_OK and hasattr(app, "gather")
+                and not getattr(app, "GATHER_OUTPUTS", None)):
             app.gather(app_args, app_ctx)
         return result
     finally:

@@ -19,6 +19,7 @@ from gevent.event import Event
 from lasair_parallel.head.connect.hosts import HostSpec, SSHTarget, resolve_ssh
 from lasair_parallel.head.connect.staging import Stager
 from lasair_parallel.head.connect.transport import Connection, HostDown, open_connection
+from lasair_parallel.head.core.dynamic import Dynamic
 from lasair_parallel.head.core.failures import describe_error, failure_reason, is_permanent
 from lasair_parallel.head.core.journal import Journal
 from lasair_parallel.head.core.options import HaltError, HaltPolicy, Options  # noqa: F401 - re-exported
@@ -82,7 +83,8 @@ class Scheduler:
     def __init__(self, hosts: list[HostSpec], tasks: list[Task], journal: Journal,
                  opts: Options, run_name: str,
                  on_change: Callable[[Scheduler], None] | None = None,
-                 on_task: Callable[[str], None] | None = None):
+                 on_task: Callable[[str], None] | None = None,
+                 depths: dict[str, int] | None = None):
         self.opts = opts
         self.journal = journal
         self.run_name = run_name
@@ -94,7 +96,10 @@ class Scheduler:
                                 else resolve_ssh(h, opts.ssh_config)) for h in hosts]
         self.tasks = {t.id: t for t in tasks}
         self.total = len(tasks)
-        self.heap: list[tuple[float, int, str]] = [(-t.weight, i, t.id) for i, t in enumerate(tasks)]
+        self.opts = opts
+        self.dyn = Dynamic(self, tasks, depths)  # dependencies, spawns, sizing, backups
+        self.heap: list[tuple[float, int, str]] = [(-t.weight, i, t.id) for i, t in enumerate(tasks)
+                                                   if not self.dyn.blocked(t.id)]
         heapq.heapify(self.heap)
         self.retry_ready: list[str] = []
         self.delayed = 0
@@ -298,6 +303,10 @@ class Scheduler:
         self.journal.host_state(h.label, h.spec.procs, "down")
         log.warning("%s is down (%s); requeueing %d task(s)", h.label, reason, len(h.running))
         for r in list(h.running.values()):
+            self.dyn.forget(r)
+            if self.dyn.twin_running(r) or self.dyn.superseded(r.task.id):
+                self._end(h, r, "lost", None, reason=f"host down: {reason}; its copy runs on")
+                continue
             self._end(h, r, "lost", "pending", reason=f"host down: {reason}")
             self._requeue(r.task.id, delay=0.0)
         h.running.clear()
@@ -327,6 +336,8 @@ class Scheduler:
             self._dispatch()
         elif kind == "rows":
             self.spools.write(ev["key"], ev["data"])
+        elif kind == "spawn":
+            self.dyn.on_spawn(h, ev)
         elif kind == "start":
             task_id, _, attempt = ev["key"].rpartition("#")
             self.journal.started(task_id, int(attempt), ev["t"])
@@ -345,6 +356,8 @@ class Scheduler:
     def _copy_back_then_finish(self, h: HostState, r: Running, ev: dict) -> None:
         reason = None
         try:
+            if self.dyn.superseded(r.task.id):  # a copy already won: keep its outputs only
+                ev = dict(ev, rc=None)
             h.stager.fetch(r.task, self._log_paths(r.task, r.attempt), ev)
         except Exception as e:
             ev = dict(ev, rc=None)
@@ -352,14 +365,19 @@ class Scheduler:
         finally:
             self.copying -= 1
         self._finish(h, r, ev, reason=reason)
+        self._dispatch()  # a retry (delay 0) or a dependent it released can start now
 
     def _finish(self, h: HostState, r: Running, ev: dict, reason: str | None = None) -> None:
         missing = ev.get("missing_outputs") or []
         ok = ev.get("rc") == 0 and not ev.get("timed_out") and not missing and reason is None
-        if ok:
+        handled, ok, reason = self.dyn.settle(h, r, ok, reason)  # spawn errors, backup twins
+        if handled:
+            pass
+        elif ok:
             h.done += 1
             self.done += 1
             self._end(h, r, "ok", "done", ev)
+            self.dyn.succeeded(h, r, ev)
         else:
             if reason is None:
                 reason = failure_reason(ev, missing)
@@ -375,6 +393,7 @@ class Scheduler:
                 h.failed += 1
                 self.failed += 1
                 self._end(h, r, outcome, "failed", ev, reason)
+                self.dyn.failed_for_good(r)
                 self._check_halt()
         self.on_change(self)
         self._check_finished()
@@ -382,7 +401,8 @@ class Scheduler:
     def _end(self, h, r, outcome, state, ev=None, reason=None) -> None:
         if r.task.stream:
             self.spools.end(r.key, keep=outcome == "ok")
-        self.journal.end_attempt(r.task, r.attempt, outcome, state, ev, reason)
+        self.journal.end_attempt(r.task, r.attempt, outcome, state, ev, reason,
+                                 on_tx=self.dyn.ending(r, outcome))
         if self.on_task is not None and state in ("done", "failed"):
             try:
                 self.on_task(r.task.id)
@@ -439,6 +459,7 @@ class Scheduler:
                     continue
                 self._launch(h, task)
                 progress = True
+        self.dyn.idle()  # nothing more to start: backup copies of stragglers, maybe
 
     def _start_barrier(self) -> bool:
         """True once dispatch may begin: every host has connected (or failed to), or
@@ -506,6 +527,7 @@ class Scheduler:
         return f"{base}.out", f"{base}.err"
 
     def _launch(self, h: HostState, task: Task) -> None:
+        task = self.dyn.with_spawned_inputs(task)  # a gather reads what split work wrote
         attempt = self.attempt_no.get(task.id)
         if attempt is None:
             attempt = self.journal.attempts_so_far(task.id)
@@ -525,6 +547,7 @@ class Scheduler:
                "outputs": list(task.outputs)}
         if task.cores or task.memory_mb:  # the Slurm transport asks for these; agents ignore
             msg.update(cores=need, memory_mb=task.memory_mb)
+        self.dyn.launched(h, task, key, msg)  # sizing hints, spawn channel
         if task.stream:
             self.spools.start(key, task.stream)
             msg["emit"] = True

@@ -11,6 +11,7 @@ task blocks in ``wait4``, a heartbeat thread sleeps between beats; the main thre
     agent -> head   {"ev": "hello", "pid", "hostname", "cores", "python", "executable", "cwd",
                      "memfree", "load", "disk_free", "version"}
                     {"ev": "start", "key", "pid", "t"}
+                    {"ev": "rows" | "spawn", "key", "data"}  (streamed rows; new tasks)
                     {"ev": "exit", "key", "rc", "sig", "t", "maxrss_kb", "timed_out",
                      "out_size", "err_size", "out_tail", "err_tail", "missing_outputs"}
                     {"ev": "hb", "t", "memfree", "load", "running"}
@@ -40,6 +41,7 @@ from lasair_parallel.tasks.protocol import (  # <protocol>
     ENV_ATTEMPT,
     ENV_EMIT_FD,
     ENV_PYTHON,
+    ENV_SPAWN_FD,
     ENV_TASK_ID,
     PROTOCOL_VERSION,
     TAIL_BYTES,
@@ -307,16 +309,21 @@ class Agent:
         if m.get("emit"):
             emit_r, emit_w = os.pipe()
             env[ENV_EMIT_FD] = str(emit_w)
+        spawn_r = spawn_w = None
+        if m.get("spawn"):  # new tasks from the task: its lines go out as "spawn" events
+            spawn_r, spawn_w = os.pipe()
+            env[ENV_SPAWN_FD] = str(spawn_w)
+        child_fds = tuple(fd for fd in (emit_w, spawn_w) if fd is not None)
         try:
             with open(m["out"], "wb") as fo, open(m["err"], "wb") as fe:
                 p = subprocess.Popen(
                     _argv(m["cmd"], env), shell=False, cwd=cwd, env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=fo, stderr=fe, start_new_session=True,
-                    pass_fds=(emit_w,) if emit_w is not None else (),
+                    pass_fds=child_fds,
                 )
         except OSError as e:
-            for fd in (emit_r, emit_w):
+            for fd in (emit_r, emit_w, spawn_r, spawn_w):
                 if fd is not None:
                     os.close(fd)
             self.send({"ev": "exit", "key": key, "rc": 127, "sig": None, "t": time.time(),
@@ -330,6 +337,11 @@ class Agent:
             reader = threading.Thread(target=self.forward_rows, args=(key, emit_r), daemon=True)
             reader.start()
         m["_reader"] = reader
+        if spawn_w is not None:
+            os.close(spawn_w)
+            m["_spawns"] = threading.Thread(target=self.forward_rows,
+                                            args=(key, spawn_r, "spawn"), daemon=True)
+            m["_spawns"].start()
         self.tasks[key] = p
         self.tell_guardian(b"+", p.pid)
         self.send({"ev": "start", "key": key, "pid": p.pid, "t": time.time()})
@@ -340,7 +352,7 @@ class Agent:
             timer.start()
         threading.Thread(target=self.reap, args=(key, p, m, timer), daemon=True).start()
 
-    def forward_rows(self, key, fd):
+    def forward_rows(self, key, fd, ev="rows"):
         """Send the task's streamed lines to the head as they come, whole lines only.
 
         ``send`` blocks while the channel is full; then this thread stops reading, the pipe
@@ -355,11 +367,11 @@ class Agent:
                 pending += chunk
                 cut = pending.rfind(b"\n") + 1
                 if cut:
-                    self.send({"ev": "rows", "key": key,
+                    self.send({"ev": ev, "key": key,
                                "data": pending[:cut].decode("utf-8", "replace")})
                     pending = pending[cut:]
         if pending:
-            self.send({"ev": "rows", "key": key, "data": pending.decode("utf-8", "replace")})
+            self.send({"ev": ev, "key": key, "data": pending.decode("utf-8", "replace")})
 
     def expire(self, key):
         self.timed_out.add(key)
@@ -392,8 +404,9 @@ class Agent:
         # The group may outlive its leader (a backgrounded child): finish it off so a finished
         # task leaves nothing behind.
         self._kill_hard(p.pid)
-        if m.get("_reader") is not None:
-            m["_reader"].join()  # every streamed row goes out before the exit event
+        for reader in (m.get("_reader"), m.get("_spawns")):
+            if reader is not None:
+                reader.join()  # every streamed row and spawn goes out before the exit event
         self.tell_guardian(b"-", p.pid)
         self.tasks.pop(key, None)
         rc = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
