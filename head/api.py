@@ -30,7 +30,9 @@ from types import ModuleType
 from lasair_parallel.head.appload import AppRef, import_planner, plan_context, resolve
 from lasair_parallel.head.connect.hosts import MAX_PROCS, WHY_MAX_PROCS, HostsError, HostSpec
 from lasair_parallel.head.connect.hosts import read_hosts as _read_hosts_file
+from lasair_parallel.head.core.dynjournal import measured_rate
 from lasair_parallel.head.core.options import HaltPolicy, Options
+from lasair_parallel.head.core.spawns import SPAWN_DEPTH, SPAWN_MAX
 from lasair_parallel.head.version import head_version
 from lasair_parallel.head.views.results import Attempt, TaskResult, open_readonly, read_results
 from lasair_parallel.tasks.app import AppError, PlanContext
@@ -167,15 +169,27 @@ def prepare(work: str | os.PathLike | Sequence[str | Task], workers=None, *,
             retries: int = 0, retry_delay: float = 1.0, timeout: float | None = None,
             halt: str = "never", heartbeat_timeout: float = 10.0, memfree: int | None = None,
             ssh_config: str | None = None, verify_host_keys: bool = True,
-            hosts_file: str | None = None) -> Prepared:
+            hosts_file: str | None = None, task_seconds: float | None = None,
+            backups: bool = True, spawn_depth: int = SPAWN_DEPTH,
+            spawn_max: int = SPAWN_MAX) -> Prepared:
     """Check every input and plan the tasks; nothing runs and nothing is written but an
-    app's code snapshot.  Raises :class:`UsageError` subclasses with the fix."""
+    app's code snapshot.  Raises :class:`UsageError` subclasses with the fix.
+
+    ``task_seconds``: the longest wanted task (splittable tasks spawn the rest; None: from
+    the measured rate); ``backups``: copies of stragglers on idle slots at the end;
+    ``spawn_depth`` / ``spawn_max``: bounds on spawned tasks (depth, count per run)."""
     check_values(retries=retries, retry_delay=retry_delay, timeout=timeout,
                  heartbeat_timeout=heartbeat_timeout, ssh_config=ssh_config)
     hosts = read_hosts(workers, procs)
     opts = Options(retries=retries, retry_delay=retry_delay, timeout=timeout,
                    halt=HaltPolicy.parse(halt), heartbeat_timeout=heartbeat_timeout,
-                   verify_host_keys=verify_host_keys, ssh_config=ssh_config, memfree=memfree)
+                   verify_host_keys=verify_host_keys, ssh_config=ssh_config, memfree=memfree,
+                   task_seconds=task_seconds, backups=backups, spawn_depth=spawn_depth,
+                   spawn_max=spawn_max)
+    if task_seconds is not None and not task_seconds > 0:
+        raise UsageError(f"--task-seconds {task_seconds}: give seconds above 0")
+    if spawn_depth < 0 or spawn_max < 0:
+        raise UsageError("--spawn-depth and --spawn-max: give whole numbers, 0 or more")
     app = ref = app_args = ctx = None
     description = ""
     if isinstance(work, os.PathLike):
@@ -195,6 +209,8 @@ def prepare(work: str | os.PathLike | Sequence[str | Task], workers=None, *,
             raise UsageError("args: give the app's options as a list of strings")
         app_args = parse_app_args(app, ref, args)
         ctx = plan_context(ref, rdir, slots=sum(h.procs for h in hosts), hosts=len(hosts))
+        # What an earlier run in this run directory measured (head.core.sizing).
+        ctx = replace(ctx, rate=measured_rate(rdir), task_seconds=task_seconds)
         try:
             tasks = list(app.plan(app_args, ctx))
         except AppError:
@@ -203,6 +219,10 @@ def prepare(work: str | os.PathLike | Sequence[str | Task], workers=None, *,
             raise AppError(f"{ref.name}: {e}") from None
         if hasattr(app, "describe"):
             description = app.describe(app_args, ctx, tasks)
+        if hasattr(app, "gather") and getattr(app, "GATHER_OUTPUTS", None):
+            # The reduction as a journaled task on a worker, after every planned task.
+            outputs = [str(ctx.run_dir / name) for name in app.GATHER_OUTPUTS]
+            tasks.append(ctx.gather_task(app_args, tasks, outputs, id=f"{ref.name}-gather"))
     elif args:
         raise UsageError(f"unexpected app arguments {shlex.join(map(str, args))!r} with a "
                          "task list")
@@ -261,7 +281,7 @@ def execute(p: Prepared, *, on_result: Callable[[TaskResult], None] | None = Non
                         handle_signals=handle_signals, notify=notify, on_task=callback)
     db = open_readonly(p.run_dir)
     try:
-        results = read_results(db, [t.id for t in p.tasks])
+        results = read_results(db)  # the planned tasks and those they spawned
     finally:
         db.close()
     return RunResult(run_dir=p.run_dir.resolve(), total=outcome.total, skipped=outcome.skipped,

@@ -16,6 +16,7 @@ module or folder) in :mod:`lasair_parallel.head.appload`.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,10 +43,36 @@ class PlanContext:
     task_module: str = ""  # the app's worker module (``task`` of its package or folder)
     code_path: str | None = None  # a code snapshot, put first on sys.path on the workers
     code_files: tuple[str, ...] = ()  # the snapshot's files: inputs of every task
+    # Measured sizing (head.core.sizing): seconds per unit of Task.weight that an earlier run
+    # in this run directory measured (None: not known yet), and the longest wanted task
+    # (--task-seconds; None: the head sizes from the rate it measures as the run goes).
+    rate: float | None = None
+    task_seconds: float | None = None
 
     def command(self, args: Sequence[object]) -> str:
         """The shell command that runs this app's ``task.py`` with ``args`` on a worker."""
         return python_command(self.task_module, [str(a) for a in args], path=self.code_path)
+
+    def gather_task(self, args: argparse.Namespace, after: Sequence[Task],
+                    outputs: Sequence[str], inputs: Sequence[str] = (),
+                    id: str = "gather") -> Task:
+        """A task running this app's ``gather(args, ctx)`` on a worker, after ``after``.
+
+        Its inputs are the outputs and inputs of ``after`` (and ``inputs``), staged like
+        any other task's; ``outputs`` are what gather writes (under ``ctx.run_dir``), copied
+        back.  The head plans this itself for an app that names its gather's outputs in
+        ``GATHER_OUTPUTS`` (file names under the run directory), and then gathers no more.
+        """
+        planner = (self.task_module.rpartition(".")[0] + ".app" if "." in self.task_module
+                   else "app")
+        options = json.dumps(vars(args), default=str)
+        cmd = python_command("lasair_parallel.tasks.gather_task",
+                             ["--planner", planner, "--slots", self.slots, "--hosts", self.hosts,
+                              "--args", options], path=self.code_path)
+        staged = [p for t in after for p in (*t.outputs, *t.inputs)] + list(inputs)
+        return Task(id=id, command=cmd, weight=0.0, outputs=tuple(outputs),
+                    inputs=tuple(self.code_files) + tuple(dict.fromkeys(staged)),
+                    after=tuple(t.id for t in after))
 
     def task(self, id: str, args: Sequence[object], **fields: Any) -> Task:
         """A :class:`Task` running this app's ``task.py`` with ``args``.

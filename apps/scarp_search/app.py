@@ -16,6 +16,9 @@ from lasair_parallel.tasks.app import PlanContext
 from lasair_parallel.tasks.weights import split_by_weight, target_block_weight
 
 PARTS = "parts"
+# gather() writes these (under the run directory): the head then runs it as a journaled task
+# on a worker, after every part, with the parts staged as its inputs (tasks.app.gather_task).
+GATHER_OUTPUTS = ("best_fit.tif", "detections.csv", "detections.png")
 
 
 def build_parser() -> argparse.ArgumentParser:
