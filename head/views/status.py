@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from lasair_parallel.head.core.dynjournal import blocked_count
 from lasair_parallel.head.views.results import JournalReader, short_command
 from lasair_parallel.tasks.errors import UsageError
 
@@ -105,6 +106,7 @@ def summary(run_dir: Path, failures: int = 20, now: float | None = None) -> dict
         counts = j.counts()
         hosts = j.hosts()
         fails = j.failed_attempts(failures)
+        blocked = blocked_count(j.db)
         t0, t1 = j.span()
     host = head_host(run_dir)
     state, live = run_state(meta, host)
@@ -119,6 +121,8 @@ def summary(run_dir: Path, failures: int = 20, now: float | None = None) -> dict
         # A task left 'running' by a head that is gone runs again on the next run.
         "running": running if live else 0, "unfinished": 0 if live else running,
         "pending": states.get("pending", 0),
+        # Dependencies (head.core.deps): skipped after a failure; pending ones still waiting.
+        "skipped": states.get("skipped", 0), "blocked": blocked,
         **counts,
         "started": started, "started_iso": iso(started),
         "finished": finished, "finished_iso": iso(finished),
@@ -156,7 +160,10 @@ def task_counts(s: dict) -> str:
     if s.get("unfinished"):
         parts.append(f"{s['unfinished']} cut off when it stopped")
     if s.get("pending"):
-        parts.append(f"{s['pending']} pending")
+        parts.append(f"{s['pending']} pending"
+                     + (f" ({s['blocked']} waiting for others)" if s.get("blocked") else ""))
+    if s.get("skipped"):
+        parts.append(f"{s['skipped']} skipped (a task they run after failed)")
     return ", ".join(parts) + f" of {s['total']}"
 
 
