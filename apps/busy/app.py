@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
 
 from lasair_parallel.tasks import Task
 from lasair_parallel.tasks.app import PlanContext
-from lasair_parallel.tasks.model import run_path
+from lasair_parallel.tasks.model import python_command, run_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vary", type=float, default=0.0,
                    help="spread durations: task i runs seconds x (1 + vary x f_i), f_i in "
                         "[-1, 1] (a fixed pattern), with weight = its duration; 0 = all equal")
+    p.add_argument("--pareto", type=float, default=0.0, metavar="ALPHA",
+                   help="heavy-tailed durations: task i runs seconds x a Pareto(ALPHA) draw "
+                        "(seconds is the shortest; fixed by --seed); 0 = off")
+    p.add_argument("--seed", type=int, default=1, help="seed of --pareto and --weight-noise")
+    p.add_argument("--weight-noise", type=float, default=0.0, metavar="SIGMA",
+                   help="weights that misjudge durations: weight = duration x a log-normal "
+                        "draw of this sigma (the planner's estimate, not the truth); 0 = exact")
+    p.add_argument("--split-above", type=float, default=None, metavar="S",
+                   help="a task planned longer than S seconds hands back subtasks of at most "
+                        "S seconds (spawn) and runs the remainder itself")
+    p.add_argument("--gather", action="store_true",
+                   help="one more task, after all the others, writing out/gather.txt: the "
+                        "number of outputs (out/busy-*.txt) it found")
+    p.add_argument("--fail-attempts", type=int, default=0, metavar="N",
+                   help="a splitting task's first N attempts fail after spawning (their "
+                        "spawns are discarded); 0 = never")
     p.add_argument("--emit-rows", type=int, default=0,
                    help="each task streams this many rows to the head (stream/busy-<i>.csv)")
     p.add_argument("--emit-to-file", action="store_true",
@@ -45,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def duration(args: argparse.Namespace, i: int) -> float:
     """Task ``i``'s duration: a fixed, deterministic spread so reruns plan the same tasks."""
+    if getattr(args, "pareto", 0):
+        return heavy_tail(args.seconds, args.pareto, args.seed, i)
     if not args.vary or args.count < 2:
         return args.seconds
     f = 2.0 * ((i * 7919) % args.count) / (args.count - 1) - 1.0
@@ -86,9 +105,15 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
                                   fail="--fail" in argv)
         else:
             command = ctx.command(argv)
-        tasks.append(Task(id=f"busy-{i:05d}", command=command, weight=seconds, outputs=outputs,
+        if split := _split_seconds(args, ctx, seconds):
+            command = ctx.command([*argv, "--split-above", repr(split),
+                                   "--fail-attempts", str(args.fail_attempts)])
+        tasks.append(Task(id=f"busy-{i:05d}", command=command,
+                          weight=planned_weight(args, i, seconds), outputs=outputs,
                           stream=stream, inputs=ctx.code_files,
                           cores=args.task_cores, memory_mb=args.task_memory_mb))
+    if args.gather:
+        tasks.append(gather_task(ctx, tasks))
     return tasks
 
 

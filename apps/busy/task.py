@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import socket
 import sys
 import time
 
-from lasair_parallel.tasks.emit import emitter
+from lasair_parallel.tasks import Task, python_command
+from lasair_parallel.tasks.emit import emitter, head_path, spawn
+from lasair_parallel.tasks.model import run_path
 from lasair_parallel.tasks.outputs import atomic_write
+from lasair_parallel.tasks.protocol import ENV_ATTEMPT, ENV_RUN_DIR, ENV_TASK_ID
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +26,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mem-mb", type=int, default=0)
     p.add_argument("--emit-rows", type=int, default=0)
     p.add_argument("--emit-file")
+    p.add_argument("--split-above", type=float, default=None,
+                   help="spawn pieces of at most S seconds, run the remainder here")
+    p.add_argument("--fail-attempts", type=int, default=0,
+                   help="fail (after spawning) while $PARALLEL_ATTEMPT <= N")
     a = p.parse_args(argv)
+    if a.split_above:
+        a.seconds = split(a)
+        attempt = int(os.environ.get(ENV_ATTEMPT) or 1)
+        if attempt <= a.fail_attempts:
+            print(f"busy task {a.index}: attempt {attempt} fails after spawning "
+                  "(--fail-attempts)", file=sys.stderr)
+            return 1
     # Touch every page so the memory is resident (counted in the task's peak RSS).
     held = bytearray(a.mem_mb << 20)
     for off in range(0, len(held), 4096):
@@ -47,6 +62,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"busy task {a.index}: failing on purpose (--fail-every)", file=sys.stderr)
         return 1
     return 0
+
+
+def split(a: argparse.Namespace) -> float:
+    """Hand back all but one piece of at most ``--split-above`` seconds as spawned tasks
+    (ids ``<task>-p001``, ...; outputs ``busy-<i>-p001.txt`` beside this task's); return the
+    seconds left to run here (the remainder, at most one piece)."""
+    from lasair_parallel.apps.busy.app import shell_sleep
+
+    piece = a.split_above
+    n = max(1, math.ceil(round(a.seconds / piece, 6)))
+    if n == 1:
+        return a.seconds
+    me = os.environ.get(ENV_TASK_ID) or f"busy-{a.index:05d}"
+    head_run = head_path(os.environ.get(ENV_RUN_DIR, ""))
+    pieces = []
+    for k in range(1, n):
+        outputs: tuple[str, ...] = ()
+        if a.output:
+            out = os.path.join(os.path.dirname(head_path(os.path.abspath(a.output))),
+                               f"busy-{a.index:05d}-p{k:03d}.txt")
+            outputs = (out,)
+        if a.mode == "sleep":  # plain shell, as the planner's sleep tasks (no interpreter)
+            cmd = shell_sleep(a.index, piece, [run_path(o, head_run) for o in outputs], False)
+        else:
+            cmd = python_command("lasair_parallel.apps.busy.task",
+                                 ["--index", a.index, "--seconds", piece, "--mode", a.mode]
+                                 + (["--output", outputs[0]] if outputs else []))
+        pieces.append(Task(id=f"{me}-p{k:03d}", command=cmd, weight=piece, outputs=outputs))
+    spawn(*pieces)
+    return round(a.seconds - piece * (n - 1), 3)
 
 
 def stream_rows(index: int, n: int, to_file: str | None = None, batch: int = 10_000) -> None:
