@@ -1,0 +1,270 @@
+"""Dynamic work over the real sshd bed: dependencies, spawned subtasks, measured sizing and
+backup copies of stragglers (issue 13)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from helpers import journal, parallel, processes_with, start_parallel, wait_for
+from lasair_parallel.tasks import Task
+
+import lasair_parallel as lp
+
+PY = sys.executable
+
+
+def write_app(folder: Path, plan_body: str) -> Path:
+    """A folder app whose plan() returns the Tasks ``plan_body`` builds (shell commands)."""
+    folder.mkdir(parents=True)
+    (folder / "task.py").write_text("")
+    (folder / "app.py").write_text(textwrap.dedent('''\
+        import argparse
+        from lasair_parallel.tasks import Task
+
+        def build_parser():
+            return argparse.ArgumentParser()
+
+        def plan(args, ctx):
+        ''') + textwrap.indent(textwrap.dedent(plan_body), "    "))
+    return folder
+
+
+def bed_run(sshbed, tmp_path: Path, *args: str, shared: bool = True, procs: int = 2):
+    hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=procs, shared_fs=shared,
+                                    **({} if shared else {"workdir": tmp_path / "worker-home"}))
+    return parallel("run", *args[:1], "--workers", hosts, "--ssh-config", sshbed.ssh_config,
+                    "-q", *args[1:], cwd=tmp_path)
+
+
+# ------------------------------------------------------------------ dependencies
+def test_dependency_chain_failure_skips_dependents_and_resume_runs_them(sshbed, tmp_path):
+    out = tmp_path / "out"
+    app = write_app(tmp_path / "chain", f'''\
+        o = {str(out)!r}
+        w = lambda n: f"mkdir -p {{o}} && date +%s.%N > {{o}}/{{n}}.txt"
+        return [Task(id="a", command=w("a")),
+                Task(id="b", command=f"test -e {{o}}/../fixed && " + w("b"), after=("a",)),
+                Task(id="c", command=w("c"), after=("b",)),
+                Task(id="d", command=w("d"), after=("c", "a")),
+                Task(id="e", command=w("e"))]
+        ''')
+    p = bed_run(sshbed, tmp_path, str(app), "--name", "chain")
+    assert p.returncode == 1, p.stderr
+    assert "2 skipped (a task they run after failed)" in p.stderr
+    run = tmp_path / "runs" / "chain"
+    db = journal(run)
+    state = dict(db.execute("SELECT id, state FROM tasks").fetchall())
+    assert state == {"a": "done", "b": "failed", "c": "skipped", "d": "skipped", "e": "done"}
+    reasons = dict(db.execute("SELECT id, skip_reason FROM tasks WHERE state = 'skipped'"))
+    assert reasons == {"c": "skipped: b, which it runs after, failed",
+                       "d": "skipped: b, which it runs after, failed"}
+    assert db.execute("SELECT COUNT(*) FROM attempts WHERE task_id IN ('c', 'd')").fetchone()[0] == 0
+    joblog = (run / "joblog.tsv").read_text().splitlines()[1:]
+    skipped_lines = [ln.split("\t") for ln in joblog if ln.split("\t")[6] == "-1"]
+    assert sorted(f[8][-5:] for f in skipped_lines) == ["c.txt", "d.txt"]
+    st = parallel("status", run, cwd=tmp_path)
+    assert "2 skipped (a task they run after failed)" in st.stdout, st.stdout
+    js = json.loads(parallel("status", run, "--json", cwd=tmp_path).stdout)
+    assert js["skipped"] == 2 and js["failed"] == 1 and js["done"] == 2
+    # Fix the cause; the same command resumes: b runs again, then c, then d; a and e do not.
+    (tmp_path / "fixed").touch()
+    p = bed_run(sshbed, tmp_path, str(app), "--name", "chain")
+    assert p.returncode == 0, p.stderr
+    db = journal(run)
+    assert {r[0] for r in db.execute("SELECT state FROM tasks")} == {"done"}
+    n = dict(db.execute("SELECT task_id, COUNT(*) FROM attempts GROUP BY task_id"))
+    assert n == {"a": 1, "b": 2, "c": 1, "d": 1, "e": 1}
+    t = {x: float((out / f"{x}.txt").read_text()) for x in "abcd"}
+    assert t["a"] < t["b"] < t["c"] < t["d"]
+
+
+def test_cycles_and_unknown_ids_are_one_line_exit_2(tmp_path):
+    cyc = write_app(tmp_path / "cyc", '''\
+        return [Task(id="x", command="true", after=("z",)), Task(id="y", command="true",
+                after=("x",)), Task(id="z", command="true", after=("y",))]
+        ''')
+    p = parallel("run", str(cyc), "--procs", "1", "-q", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert "cycle" in p.stderr and "x -> " in p.stderr and "Traceback" not in p.stderr
+    unk = write_app(tmp_path / "unk", '''\
+        return [Task(id="x", command="true", after=("nope",))]
+        ''')
+    p = parallel("run", str(unk), "--procs", "1", "-q", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert "'nope', which is not a task of this run" in p.stderr
+
+
+# ------------------------------------------------------------------ subtasks
+def test_failed_parent_spawns_are_discarded_retry_kept_once_and_gathered(sshbed, tmp_path):
+    # Two 2.5 s tasks split into pieces of 1 s: each spawns 2 pieces, runs 0.5 s itself, and
+    # its first attempt fails after spawning.  Workers do not share the head's files: the
+    # pieces' outputs come back, and the gather task is sent them all.
+    p = bed_run(sshbed, tmp_path, "busy", "--retries", "1", "--retry-delay", "0", "--",
+                "--count", "2", "--seconds", "2.5", "--mode", "sleep", "--outputs",
+                "--split-above", "1", "--fail-attempts", "1", "--gather", shared=False)
+    assert p.returncode == 0, p.stderr
+    run = tmp_path / "runs" / "busy"
+    db = journal(run)
+    kids = db.execute("SELECT id, parent, parent_attempt, depth FROM tasks "
+                      "WHERE parent IS NOT NULL ORDER BY id").fetchall()
+    assert [tuple(k) for k in kids] == [
+        ("busy-00000-p001", "busy-00000", 2, 1), ("busy-00000-p002", "busy-00000", 2, 1),
+        ("busy-00001-p001", "busy-00001", 2, 1), ("busy-00001-p002", "busy-00001", 2, 1)]
+    n = dict(db.execute("SELECT task_id, COUNT(*) FROM attempts GROUP BY task_id"))
+    assert n == {"busy-00000": 2, "busy-00001": 2, "busy-gather": 1,
+                 **{k["id"]: 1 for k in kids}}
+    assert (run / "out" / "gather.txt").read_text() == "6\n"
+    ends = db.execute("SELECT MAX(end) FROM attempts WHERE task_id != 'busy-gather'").fetchone()
+    [g_start] = db.execute("SELECT start FROM attempts WHERE task_id = 'busy-gather'").fetchone()
+    assert g_start >= ends[0]
+    # A rerun changes nothing: everything, spawned tasks included, is done.
+    p = bed_run(sshbed, tmp_path, "busy", "--", "--count", "2", "--seconds", "2.5",
+                "--mode", "sleep", "--outputs", "--split-above", "1", "--fail-attempts", "1",
+                "--gather", shared=False)
+    assert p.returncode == 0 and "7 of 7 task(s) already done" in p.stderr, p.stderr
+    assert journal(run).execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 9
+
+
+SPAWNER = '''\
+import os, sys, time
+from pathlib import Path
+from lasair_parallel.tasks import Task
+from lasair_parallel.tasks.emit import spawn
+out = Path(sys.argv[1])
+for k in range(1, 5):
+    spawn(Task(id=f"child-{k}", command=f"echo run >> {out}/child-{k}.log"))
+    if k == 2:
+        (out / f"marker-{os.environ['PARALLEL_ATTEMPT']}").touch()
+    time.sleep(0.4)
+'''
+
+
+def test_resume_after_head_sigkill_mid_spawning_runs_each_spawn_once(sshbed, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    script = tmp_path / "spawner.py"
+    script.write_text(SPAWNER)
+    tl = tmp_path / "parent.txt"
+    tl.write_text(f"{PY} {script} {out}\n")
+    hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=True)
+    args = ["run", "--tasks", tl, "--workers", hosts, "--ssh-config", sshbed.ssh_config, "-q"]
+    head = start_parallel(*args, cwd=tmp_path)
+    wait_for(lambda: (out / "marker-1").exists())
+    os.kill(head.pid, signal.SIGKILL)
+    head.wait()
+    run = tmp_path / "runs" / "parent"
+    # Spawns wait in the head's memory for the parent's success: none reached the journal.
+    assert journal(run).execute(
+        "SELECT COUNT(*) FROM tasks WHERE parent IS NOT NULL").fetchone()[0] == 0
+    wait_for(lambda: not processes_with(str(script)))  # the agent killed the parent
+    p = parallel(*args, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    for k in range(1, 5):
+        assert (out / f"child-{k}.log").read_text() == "run\n"
+    db = journal(run)
+    assert tuple(db.execute("SELECT COUNT(*), MIN(parent_attempt), MAX(parent_attempt) FROM "
+                            "tasks WHERE parent IS NOT NULL").fetchone()) == (4, 2, 2)
+    outcomes = [r[0] for r in db.execute("SELECT outcome FROM attempts a JOIN tasks t ON "
+                                         "t.id = a.task_id WHERE t.parent IS NULL ORDER BY attempt")]
+    assert outcomes == ["lost", "ok"]
+
+
+RECURSE = '''\
+import os, sys
+from lasair_parallel.tasks import Task
+from lasair_parallel.tasks.emit import spawn
+d = int(os.environ["PARALLEL_SPAWN_DEPTH"])
+spawn(Task(id=f"r-{d + 1}", command=f"{sys.executable} {sys.argv[0]}"))
+'''
+
+
+def test_spawning_beyond_the_depth_bound_fails_with_a_clear_reason(tmp_path):
+    script = tmp_path / "recurse.py"
+    script.write_text(RECURSE)
+    tl = tmp_path / "r.txt"
+    tl.write_text(f"{PY} {script}\n")
+    p = parallel("run", "--tasks", tl, "--procs", "2", "--spawn-depth", "3", "-q", cwd=tmp_path)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert "spawn: depth 4 exceeds the bound of 3 (--spawn-depth)" in p.stderr
+    db = journal(tmp_path / "runs" / "r")
+    assert dict(db.execute("SELECT id, state FROM tasks WHERE parent IS NOT NULL")) == {
+        "r-1": "done", "r-2": "done", "r-3": "failed"}
+
+
+# ------------------------------------------------------------------ measured sizing
+def test_head_measures_the_rate_and_hands_it_to_tasks_and_planners(tmp_path):
+    tl = tmp_path / "rate.txt"
+    tl.write_text("".join(f'sleep 0.3; echo "{i} rate=$PARALLEL_RATE s=$PARALLEL_TASK_SECONDS"\n'
+                          for i in range(5)))
+    p = parallel("run", "--tasks", tl, "--procs", "1", "--task-seconds", "7", "-q",
+                 cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    run = tmp_path / "runs" / "rate"
+    lines = sorted((run / "logs").glob("*.1.out"), key=lambda f: f.stat().st_mtime)
+    first, last = lines[0].read_text(), lines[-1].read_text()
+    assert "rate= s=7" in first  # nothing measured before the first task ends
+    rate = float(last.split("rate=")[1].split()[0])
+    assert 0.25 < rate < 0.6 and "s=7" in last  # ~0.3 s per unit of weight 1
+    from lasair_parallel.head.core.dynjournal import measured_rate
+    assert 0.25 < measured_rate(run) < 0.6  # what a planner's PlanContext.rate gets next time
+    # busy splits by the runner's --task-seconds as by its own --split-above.
+    p = parallel("run", "busy", "--procs", "4", "--task-seconds", "1", "-q", "--", "--count",
+                 "2", "--seconds", "2.2", "--mode", "sleep", cwd=tmp_path)
+    assert p.returncode == 0 and "6 ok" in p.stderr, p.stderr
+
+
+# ------------------------------------------------------------------ backup tasks
+SLOW = ('case "$SSH_CONNECTION" in *" {slow} "*) sleep {long};; *) sleep 0.3;; esac; '
+        ': {token}-{i}; echo "{i},$PARALLEL_ATTEMPT" >&$PARALLEL_EMIT_FD')
+
+
+def _slow_tasks(slow: str, token: str, long: float, n: int = 12) -> list[Task]:
+    return [Task(id=f"t{i:02d}", command=SLOW.format(slow=slow, long=long, token=token, i=i),
+                 stream=f"rows/t{i:02d}.csv") for i in range(n)]
+
+
+def test_backup_copy_beats_a_slow_host_first_success_kept_once(sshbed, tmp_path):
+    slow = sshbed.hosts[0]
+    token = f"straggle-{os.getpid()}"
+    hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=True)
+    t0 = time.monotonic()
+    result = lp.run(_slow_tasks(slow.addr, token, 60), workers=str(hosts), run_dir=tmp_path / "b",
+                    ssh_config=str(sshbed.ssh_config))
+    took = time.monotonic() - t0
+    assert result.ok and took < 20, (took, [t.last for t in result.failed])
+    db = journal(tmp_path / "b")
+    rows = db.execute("SELECT task_id, attempt, host, outcome, backup, reason FROM attempts "
+                      "ORDER BY task_id, attempt").fetchall()
+    by_task: dict[str, list] = {}
+    for r in rows:
+        by_task.setdefault(r["task_id"], []).append(r)
+    assert all(sum(a["outcome"] == "ok" for a in v) == 1 for v in by_task.values())
+    copied = {t: v for t, v in by_task.items() if len(v) == 2}
+    assert copied, rows  # the slow host's tasks got copies...
+    for v in copied.values():
+        orig, copy = v
+        assert orig["host"] == slow.label and orig["outcome"] == "killed" and not orig["backup"]
+        assert copy["host"] != slow.label and copy["outcome"] == "ok" and copy["backup"] == 1
+        assert "a copy of this task succeeded first (attempt 2)" in orig["reason"]
+    # ... and only the winner's rows were committed, once.
+    for t, v in by_task.items():
+        ok = next(a for a in v if a["outcome"] == "ok")
+        assert (tmp_path / "b" / "rows" / f"{t}.csv").read_text() == \
+            f"{int(t[1:])},{ok['attempt']}\n"
+    assert not processes_with(token)  # the losers were killed, nothing left running
+
+
+def test_no_backups_turns_copies_off(sshbed, tmp_path):
+    slow = sshbed.hosts[0]
+    hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=True)
+    result = lp.run(_slow_tasks(slow.addr, "nobackup", 2.5), workers=str(hosts),
+                    run_dir=tmp_path / "nb", ssh_config=str(sshbed.ssh_config), backups=False)
+    assert result.ok
+    db = journal(tmp_path / "nb")
+    assert tuple(db.execute("SELECT COUNT(*), SUM(backup) FROM attempts").fetchone()) == (12, 0)
