@@ -129,3 +129,40 @@ def shell_sleep(i: int, seconds: float, outputs: list[str], fail: bool) -> str:
     if fail:
         cmd += f" && echo 'busy task {i}: failing on purpose (--fail-every)' >&2 && exit 1"
     return cmd
+
+
+def heavy_tail(shortest: float, alpha: float, seed: int, i: int) -> float:
+    """A Pareto(alpha) duration of at least ``shortest`` seconds for task ``i``, the same on
+    every run (one generator per task, seeded by the seed and the index)."""
+    u = random.Random(seed * 1_000_003 + i).random()
+    return round(shortest / (1.0 - u) ** (1.0 / alpha), 3)
+
+
+def planned_weight(args: argparse.Namespace, i: int, seconds: float) -> float:
+    """The planner's estimate: the duration itself, or (--weight-noise) one that misjudges
+    it by a log-normal factor, as real weights (object counts, pixels) do."""
+    if not args.weight_noise:
+        return seconds
+    g = random.Random(args.seed * 7_000_003 + i).gauss(0.0, args.weight_noise)
+    return round(max(seconds, 1e-3) * math.exp(g), 4)
+
+
+def _split_seconds(args: argparse.Namespace, ctx: PlanContext, seconds: float) -> float | None:
+    """The piece size for task ``i``, when it is to split itself: --split-above, else the
+    runner's --task-seconds (PlanContext.task_seconds)."""
+    s = args.split_above or ctx.task_seconds
+    if args.split_above is not None and not args.split_above > 0:
+        raise ValueError(f"--split-above {args.split_above}: give seconds above 0")
+    return s if s and seconds > s else None
+
+
+def gather_task(ctx: PlanContext, tasks: list[Task]) -> Task:
+    """``busy-gather``: after every other task, count the outputs it finds (they are its
+    inputs, so a worker without the head's files is sent them first)."""
+    out_dir = ctx.run_dir / "out"
+    outputs = [o for t in tasks for o in t.outputs]
+    module = ctx.task_module.rpartition(".")[0] + ".gather" if "." in ctx.task_module else "gather"
+    cmd = python_command(module, ["--dir", str(out_dir), "--out", str(out_dir / "gather.txt")],
+                         path=ctx.code_path)
+    return Task(id="busy-gather", command=cmd, weight=0.0, outputs=(str(out_dir / "gather.txt"),),
+                inputs=tuple(ctx.code_files) + tuple(outputs), after=tuple(t.id for t in tasks))
