@@ -99,7 +99,7 @@ class MySQLLoader:
     # -- one shard ---------------------------------------------------------------------------
     def load(self, shard: Shard, progress: Callable[[int], None] | None = None) -> str:
         """Load one shard exactly once: returns ``"loaded"`` or ``"skipped"``; raises ShardError."""
-        source = None  # (file LOAD DATA reads, whether it is our temp file)
+        source = None  # (file LOAD DATA reads, fd of our temp copy or None)
         try:
             for attempt in range(ATTEMPTS):
                 try:
@@ -135,8 +135,10 @@ class MySQLLoader:
                     raise
             raise AssertionError("unreachable")
         finally:
-            if source is not None and source[1]:
-                os.unlink(source[0])
+            if source is not None and source[1] is not None:
+                os.close(source[1])  # the copy's last reference: the kernel frees it
+                if not source[0].startswith("/proc/self/fd/"):
+                    os.unlink(source[0])  # no /proc: the copy still has its name
 
     def _refused(self, shard: Shard, e: Exception) -> ShardError:
         text = self.creds.password.scrub(str(e.args[-1] if e.args else e))
@@ -145,25 +147,36 @@ class MySQLLoader:
         return ShardError(shard.path, line, f"refused by MySQL: {text}",
                           "fix the data; nothing of this shard was committed")
 
-    def _source(self, shard: Shard, progress) -> tuple[str, bool]:
-        """``(file LOAD DATA reads, is our temp file)``: a simple shard as it is, else a
-        private temp file of the rows validated and rewritten by the csv module."""
+    def _source(self, shard: Shard, progress) -> tuple[str, int | None]:
+        """``(file LOAD DATA reads, fd of our copy or None)``: a simple shard as it is, else a
+        private copy of the rows validated and rewritten by the csv module.
+
+        The copy is unlinked as soon as it is written and read back through
+        ``/proc/self/fd/N``: whatever kills the loader, even SIGKILL, the kernel frees it.
+        Without /proc it keeps its name in the scratch directory (swept at the next start).
+        """
         if shard.simple:
             read_header(shard, self.table, self.columns)
             if shard.simple_shape_ok():
                 shard.rows = shard.simple_rows()
                 if progress:
                     progress(shard.size)
-                return str(shard.path.resolve()), False
+                return str(shard.path.resolve()), None
             shard.simple = False  # some row is ragged: let the Python parser find it
         fd, tmp = tempfile.mkstemp(prefix="shard-", suffix=".txt", dir=self.tmpdir)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as out:
+            with os.fdopen(os.dup(fd), "w", encoding="utf-8", newline="\n",
+                           buffering=1 << 20) as out:
                 write_mysql_file(ShardReader(shard, self.table, self.columns, progress), out)
+            by_fd = f"/proc/self/fd/{fd}"
+            if os.path.exists(by_fd):
+                os.unlink(tmp)
+                return by_fd, fd
+            return tmp, fd
         except BaseException:
+            os.close(fd)
             os.unlink(tmp)
             raise
-        return tmp, True
 
     def _load_data_sql(self, shard: Shard) -> str:
         """LOAD DATA of the shard's columns, in header order, through user variables.

@@ -33,9 +33,11 @@ def _lenenc(b: bytes) -> bytes:
 class RogueServer:
     """Listens on 127.0.0.1:``port``; stop with :meth:`close`."""
 
-    def __init__(self, want: str, trigger: Callable[[str], bool]) -> None:
-        self.want = want
+    def __init__(self, want: str | Callable[[str], str], trigger: Callable[[str], bool],
+                 before_request: Callable[[str], None] | None = None) -> None:
+        self.want = want  # the file to ask for, or a function of the query giving it
         self.trigger = trigger
+        self.before_request = before_request  # called with the query, before asking
         self.received = bytearray()
         self.queries: list[str] = []
         self.requests = 0  # LOCAL INFILE requests sent
@@ -108,16 +110,19 @@ class RogueServer:
                 query = body[1:].decode("utf-8", errors="replace")
                 self.queries.append(query)
                 if self.trigger(query):
-                    if not self._ask_for_file(c):
+                    if self.before_request is not None:
+                        self.before_request(query)
+                    if not self._ask_for_file(c, query):
                         return
                 elif "information_schema.COLUMNS" in query:
                     self._columns(c)
                 else:
                     self._send(c, 1, OK)
 
-    def _ask_for_file(self, c: socket.socket) -> bool:
+    def _ask_for_file(self, c: socket.socket, query: str) -> bool:
         self.requests += 1
-        self._send(c, 1, b"\xfb" + self.want.encode())
+        want = self.want(query) if callable(self.want) else self.want
+        self._send(c, 1, b"\xfb" + want.encode())
         while True:
             pkt = self._recv(c)
             if pkt is None:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from lasair_parallel.csv_to_database.errors import UsageError
 from lasair_parallel.csv_to_database.scratch import scratch_dir, scratch_root, sweep
+from mysql_rogue import RogueServer
 from test_csv_to_database_common import HEADER, cli_argv, cli_env, run_cli, schema_file
 
 
@@ -82,3 +85,41 @@ def test_a_scratch_root_others_can_read_is_refused(tmp_path, monkeypatch):
     root.chmod(0o755)
     with pytest.raises(UsageError, match="not a private directory"):
         scratch_root()
+
+
+def test_the_copy_being_loaded_has_no_name_so_sigkill_leaves_nothing(tmp_path):
+    """While LOAD DATA reads the copy it is already unlinked (read through /proc/self/fd):
+    SIGKILL at that moment leaves no file at all, without waiting for a sweep."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    shards = tmp_path / "s"
+    shards.mkdir()
+    with open(shards / "quoted.csv", "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        w.writerow(HEADER)
+        w.writerows([f"ZTF{i:09d}", 1, 1.5, -2.5, 18.25, "a,b"] for i in range(100))
+    seen: dict = {}
+    started = threading.Event()
+
+    def kill_mid_load(query: str) -> None:
+        started.wait(30)
+        seen["name"] = re.search(r"INFILE '([^']*)'", query).group(1)
+        seen["copies"] = _copies(tmp)
+        os.kill(seen["pid"], signal.SIGKILL)  # the loader we started, by PID
+
+    rogue = RogueServer(lambda q: re.search(r"INFILE '([^']*)'", q).group(1),
+                        lambda q: q.startswith("LOAD DATA"), before_request=kill_mid_load)
+    try:
+        proc = subprocess.Popen(
+            cli_argv(shards, "--db", f"mysql://u@127.0.0.1:{rogue.port}/db", "--table",
+                     "objects", "-q"),
+            env=cli_env(TMPDIR=str(tmp), HOME=str(tmp_path)), stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE)
+        seen["pid"] = proc.pid
+        started.set()
+        proc.wait(60)
+    finally:
+        rogue.close()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+    assert seen["name"].startswith("/proc/self/fd/"), seen
+    assert seen["copies"] == [] and _copies(tmp) == []
