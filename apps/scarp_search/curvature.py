@@ -46,8 +46,24 @@ def hessian_kernels(dx_e: float, dy_n: float) -> dict[str, np.ndarray]:
     return {"ee": compose(ge, ge), "en": compose(ge, gn), "nn": compose(gn, gn)}
 
 
+def noise_floor(z: np.ndarray, dx_e: float, dy_n: float) -> float:
+    """Variance of the directional curvature that float32 rounding of ``z`` alone produces.
+
+    GeoTIFF DEMs are float32 at best: elevations carry a rounding error uniform over one unit in
+    the last place at the DEM's largest |z| (variance ulp^2 / 12), which the curvature stencil
+    maps to ulp^2 / 12 * sum k^2 (the largest over strikes 0 and 45 deg).  Curvature below this
+    level is rounding, not terrain.
+    """
+    zmax = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 0.0
+    ulp = float(np.spacing(np.float32(max(zmax, 1.0))))
+    k = hessian_kernels(dx_e, dy_n)
+    gain = max(float(np.sum(k["ee"] ** 2)), float(np.sum(k["nn"] ** 2)),
+               float(np.sum((0.5 * (k["ee"] + k["nn"]) - k["en"]) ** 2)))
+    return ulp * ulp / 12.0 * gain
+
+
 def hessian(z: np.ndarray, dx_e: float, dy_n: float) -> tuple[np.ndarray, np.ndarray]:
-    """Hessian (3, ny, nx) float32 of z in the E/N map frame, and the mask of undefined pixels.
+    """Hessian (3, ny, nx) float64 of z in the E/N map frame, and the mask of undefined pixels.
 
     ``z`` is never modified.  A pixel is undefined when its 5x5 stencil touches a NaN or leaves
     the grid; its Hessian is set to 0 there so FFT sums stay finite (callers mask the windows
@@ -60,7 +76,7 @@ def hessian(z: np.ndarray, dx_e: float, dy_n: float) -> tuple[np.ndarray, np.nda
     bad = ndimage.binary_dilation(nan, structure=np.ones((2 * r + 1, 2 * r + 1), bool))
     bad[:r, :] = bad[-r:, :] = True
     bad[:, :r] = bad[:, -r:] = True
-    out = np.empty((3,) + z.shape, dtype=np.float32)
+    out = np.empty((3,) + z.shape)
     for i, k in enumerate(hessian_kernels(dx_e, dy_n).values()):
         h = ndimage.correlate(zf, k, mode="nearest")
         h[bad] = 0.0
@@ -71,5 +87,5 @@ def hessian(z: np.ndarray, dx_e: float, dy_n: float) -> tuple[np.ndarray, np.nda
 def directional(h: np.ndarray, theta_deg: float) -> np.ndarray:
     """Second derivative across a strike of azimuth ``theta_deg`` (along n = (cos, -sin))."""
     t = np.radians(theta_deg)
-    c, s = np.float32(np.cos(t)), np.float32(np.sin(t))
+    c, s = np.cos(t), np.sin(t)
     return c * c * h[0] - 2 * c * s * h[1] + s * s * h[2]

@@ -19,6 +19,12 @@ pixel takes the result of the nearest lattice point (within h / 2 across strike)
 the template with the highest SNR; equal SNRs go to the first template in grid order (strike index,
 then kt index), which is what makes any split of the grid reduce to the single-process result
 exactly.
+
+Numerics (issue 12): everything that feeds rho^2 is float64 (in float32, FFT rounding in sum W K
+exceeded sum K^2 in flat windows: rho^2 > 1 and SNRs of 1e20-1e29); rho^2 is capped below 1 so
+the SNR is always finite, and a window whose curvature variance is at the rounding level of the
+DEM's elevations gets no fit at all.  The SNR is n_eff rho^2 / (1 - rho^2) with the effective
+number of independent samples of nullmodel.py instead of the pixel count.
 """
 
 from __future__ import annotations
@@ -27,7 +33,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from lasair_parallel.apps.scarp_search.curvature import directional, hessian
+from lasair_parallel.apps.scarp_search.curvature import directional, hessian, noise_floor
+from lasair_parallel.apps.scarp_search.nullmodel import (
+    directional_autocov,
+    effective_n,
+    hessian_autocov,
+    lag_profile,
+)
 from lasair_parallel.apps.scarp_search.templates import (
     DEFAULT_ANGLES,
     default_kts,
@@ -36,19 +48,40 @@ from lasair_parallel.apps.scarp_search.templates import (
 )
 from scipy import fft as sfft
 
-# SNR's misfit is sum K^2 - A sum W K, a difference of float32 sums; below this fraction of
-# sum K^2 it is rounding, so it is clamped there (caps SNR near 1e6 per unit rho^2 on a
-# noise-free grid instead of dividing by rounding noise).
-MISFIT_FLOOR = 1e-6
+# rho^2 is capped here: 1 - rho^2 below 1e-6 is beyond what nearest-neighbour sampling of a real
+# grid can resolve, and the cap keeps SNR <= n_eff * 1e6 (finite) on noise-free synthetic DEMs.
+RHO2_MAX = 1.0 - 1e-6
+# A window whose mean K^2 is below this many times the curvature variance produced by float32
+# rounding of the elevations (curvature.noise_floor) is flat: it gets no fit.
+FLAT_FACTOR = 10.0
 # Default along-strike registration: lattice rows every d / ROW_STEP_DIV / h.
 ROW_STEP_DIV = 12.5
 
 
+def window_sizes(kts: np.ndarray, d: float, step: float) -> tuple[list[int], int]:
+    """Half-widths in lattice steps: across strike per kt (|t| h < c) and along (|j| h < d)."""
+    mu = [int(np.ceil(half_width(float(kt)) / step)) - 1 for kt in kts]
+    return mu, int(np.ceil(d / step)) - 1
+
+
+def window_pixels(kts: np.ndarray, d: float, step: float) -> np.ndarray:
+    """Lattice points in each kt's window, n = (2 mv + 1)(2 mu + 1)."""
+    mu, mv = window_sizes(kts, d, step)
+    return np.array([(2 * mv + 1) * (2 * m + 1) for m in mu], float)
+
+
 @dataclass
 class BestFit:
-    """Per-pixel best template: SNR (-inf where no valid window), amplitude, grid indices."""
+    """Per-pixel best template: fit score (-inf where no valid window), amplitude, indices.
 
-    snr: np.ndarray
+    The score n rho^2 / (1 - rho^2) (n = window pixels; scarplet's SNR) picks the template: it
+    is what the accuracy tests were tuned on, and ranking by the n_eff-corrected SNR instead
+    would favour the kts whose windows hold more independent samples (kt 1-2 grid steps high
+    under noise).  The reported SNR of the chosen template is score * n_eff / n
+    (``Matcher.snr_ratio``).
+    """
+
+    score: np.ndarray
     amp: np.ndarray
     kt_idx: np.ndarray
     ang_idx: np.ndarray
@@ -56,7 +89,7 @@ class BestFit:
     @classmethod
     def empty(cls, shape: tuple[int, int]) -> BestFit:
         return cls(
-            snr=np.full(shape, -np.inf, np.float32),
+            score=np.full(shape, -np.inf, np.float32),
             amp=np.zeros(shape, np.float32),
             kt_idx=np.full(shape, -1, np.int16),
             ang_idx=np.full(shape, -1, np.int16),
@@ -64,16 +97,17 @@ class BestFit:
 
     def merge(self, other: BestFit) -> None:
         """Keep, per pixel, the better of self and other (higher SNR, then earlier template)."""
-        take = (other.snr > self.snr) | (
-            (other.snr == self.snr) & (other.ang_idx >= 0)
+        take = (other.score > self.score) | (
+            (other.score == self.score) & (other.ang_idx >= 0)
             & ((self.ang_idx < 0) | (other.ang_idx < self.ang_idx)
                | ((other.ang_idx == self.ang_idx) & (other.kt_idx < self.kt_idx)))
         )
-        for name in ("snr", "amp", "kt_idx", "ang_idx"):
+        for name in ("score", "amp", "kt_idx", "ang_idx"):
             getattr(self, name)[take] = getattr(other, name)[take]
 
     def to_npz(self) -> dict[str, np.ndarray]:
-        return {"snr": self.snr, "amp": self.amp, "kt_idx": self.kt_idx, "ang_idx": self.ang_idx}
+        return {"score": self.score, "amp": self.amp, "kt_idx": self.kt_idx,
+                "ang_idx": self.ang_idx}
 
 
 class Matcher:
@@ -95,31 +129,58 @@ class Matcher:
         self.step = min(abs(self.dx_e), abs(self.dy_n))
         self.row_step = (max(1, int(self.d / ROW_STEP_DIV / self.step)) if row_step is None
                          else int(row_step))
-        # Along-strike window: lattice rows |j' - j| h < d.
-        self.mv = int(np.ceil(self.d / self.step)) - 1
-        # Across-strike half-widths (lattice columns |t| h < c) and template profiles per kt.
-        self.mu = [int(np.ceil(half_width(float(kt)) / self.step)) - 1 for kt in self.kts]
-        self.profiles = [lattice_profile(float(kt), self.step, m).astype(np.float32)
+        # Window half-widths: along strike (lattice rows |j' - j| h < d) and across strike per
+        # kt (lattice columns |t| h < c).
+        self.mu, self.mv = window_sizes(self.kts, self.d, self.step)
+        self.profiles = [lattice_profile(float(kt), self.step, m)
                          for kt, m in zip(self.kts, self.mu, strict=True)]
         ny, nx = self.shape
         r, c = np.mgrid[0:ny, 0:nx]
         self._pe = (c * self.dx_e).astype(np.float64).ravel()
         self._pn = (r * self.dy_n).astype(np.float64).ravel()
         self._spectra: dict[int, list[np.ndarray]] = {}
+        self.k_floor = FLAT_FACTOR * noise_floor(z, self.dx_e, self.dy_n)
+        # Null model: the curvature autocovariance measured on this DEM, to the largest lag any
+        # template window spans (across 2 mu, along 2 mv lattice steps, in any direction).
+        self.mu_max = max(self.mu)
+        lag = int(np.ceil((2 * self.mu_max + 2 * self.mv) * self.step
+                          / min(abs(self.dx_e), abs(self.dy_n))))
+        self._cov = hessian_autocov(self.h, bad, lag, self.dx_e, self.dy_n)
+        self.n_eff = np.full((len(self.angles), len(self.kts)), np.nan)
+
+    @property
+    def n_pix(self) -> np.ndarray:
+        """Pixels (lattice points) in each kt's window."""
+        return window_pixels(self.kts, self.d, self.step)
+
+    def snr_ratio(self) -> np.ndarray:
+        """n_eff / n per (strike, kt): the fit score times this is the reported SNR."""
+        return self.n_eff / self.n_pix[None, :]
+
+    def neff_for(self, ia: int) -> np.ndarray:
+        """Effective number of independent samples of every kt's window at strike index ia."""
+        if np.isnan(self.n_eff[ia, 0]):
+            theta = float(self.angles[ia])
+            r = directional_autocov(self._cov, theta)
+            lc = (r.shape[0] - 1) // 2
+            g = lag_profile(r, theta, self.dx_e, self.dy_n, self.step, self.mu_max, self.mv)
+            self.n_eff[ia] = [effective_n(g, float(r[lc, lc]), w.astype(np.float64), self.mv)
+                              for w in self.profiles]
+        return self.n_eff[ia]
 
     def _template_spectra(self, nfft: int) -> list[np.ndarray]:
         """Conjugate rfft of each profile, wrapped about lattice offset 0 (correlation)."""
         if nfft not in self._spectra:
             out = []
             for w, m in zip(self.profiles, self.mu, strict=True):
-                k = np.zeros(nfft, np.float32)
+                k = np.zeros(nfft)
                 k[np.arange(-m, m + 1) % nfft] = w
-                out.append(np.conj(sfft.rfft(k, workers=1)).astype(np.complex64))
+                out.append(np.conj(sfft.rfft(k, workers=1)))
             self._spectra[nfft] = out
         return self._spectra[nfft]
 
     def _angle(self, theta: float) -> tuple | None:
-        """Best (snr, swk, kt index) per lattice point for one strike, and the pixel mapping."""
+        """Best (score, swk, kt index) per lattice point for one strike, and the pixel mapping."""
         h = self.step
         t = np.radians(theta)
         cs, sn = np.cos(t), np.sin(t)
@@ -157,9 +218,8 @@ class Matcher:
             np.cumsum(a, axis=0, out=s[1:])
             return s[hi] - s[lo]
 
-        kl64 = klat.astype(np.float64)
-        bk = vbox(kl64).astype(np.float32)
-        bkk = vbox(kl64 * kl64)
+        bk = vbox(klat)
+        bkk = vbox(klat * klat)
         bbad = vbox(badlat.astype(np.float64))
         # Across-strike cumulative sums (leading zero column) for the window sums of K^2, bad.
         nr = len(rows)
@@ -170,45 +230,46 @@ class Matcher:
         nfft = sfft.next_fast_len(nu, real=True)
         fb = sfft.rfft(bk, n=nfft, axis=1, workers=1)
         spectra = self._template_spectra(nfft)
-        best_snr = np.full((nr, nu), -np.inf, np.float32)
-        best_swk = np.zeros((nr, nu), np.float32)
+        best_snr = np.full((nr, nu), -np.inf)
+        best_swk = np.zeros((nr, nu))
         best_kt = np.full((nr, nu), -1, np.int16)
         nvw = 2 * mv + 1
-        floor = np.float32(MISFIT_FLOOR)
         for ik, (m, w, spec) in enumerate(zip(self.mu, self.profiles, spectra, strict=True)):
             if 2 * m + 1 > nu:
                 continue
             sl = slice(m, nu - m)
             swk = sfft.irfft(fb * spec, n=nfft, axis=1, workers=1)[:, sl]
-            wkk = (skk[:, 2 * m + 1:] - skk[:, :nu - 2 * m]).astype(np.float32)
-            ok = (sbad[:, 2 * m + 1:] - sbad[:, :nu - 2 * m]) < 0.5
-            sww = np.float32(nvw * np.sum(w.astype(np.float64) ** 2))
-            n = np.float32(nvw * (2 * m + 1))
+            wkk = skk[:, 2 * m + 1:] - skk[:, :nu - 2 * m]
+            # Invalid: an undefined pixel in the window, or curvature at the rounding level.
+            bad_w = (sbad[:, 2 * m + 1:] - sbad[:, :nu - 2 * m]) > 0.5
+            bad_w |= wkk <= nvw * (2 * m + 1) * self.k_floor
+            # rho^2 = (sum W K)^2 / (sum W^2 sum K^2); NaN marks invalid windows (never best).
+            np.copyto(wkk, np.nan, where=bad_w)
+            wkk *= nvw * float(np.dot(w, w))
             q = swk * swk
-            q /= sww
-            den = wkk - q
-            np.maximum(den, wkk * floor, out=den)
-            np.maximum(den, np.finfo(np.float32).tiny, out=den)
-            q *= n
-            q /= den
-            q[~ok] = -np.inf
+            q /= wkk
+            np.minimum(q, RHO2_MAX, out=q)
+            # score = n rho^2 / (1 - rho^2)
+            den = 1.0 - q
+            np.divide(q, den, out=q)
+            q *= nvw * (2 * m + 1)
             bs = best_snr[:, sl]
             upd = q > bs
-            bs[upd] = q[upd]
-            best_swk[:, sl][upd] = swk[upd]
-            best_kt[:, sl][upd] = ik
+            np.copyto(bs, q, where=upd)
+            np.copyto(best_swk[:, sl], swk, where=upd)
+            np.copyto(best_kt[:, sl], np.int16(ik), where=upd)
         return best_snr, best_swk, best_kt, i0, k0, rs, j0
 
     def run(self, angle_indices: Iterable[int], best: BestFit | None = None) -> BestFit:
         """Search the strikes ``angle_indices`` (indices into ``self.angles``) and all kts."""
         best = BestFit.empty(self.shape) if best is None else best
         h = self.step
-        sww = np.array([(2 * self.mv + 1) * np.sum(w.astype(np.float64) ** 2)
-                        for w in self.profiles], np.float32)
-        bsnr, bamp = best.snr.ravel(), best.amp.ravel()
+        sww = np.array([(2 * self.mv + 1) * float(np.dot(w, w)) for w in self.profiles])
+        bsnr, bamp = best.score.ravel(), best.amp.ravel()
         bkt, bang = best.kt_idx.ravel(), best.ang_idx.ravel()
         for ia in angle_indices:
             theta = float(self.angles[ia])
+            self.neff_for(ia)
             res = self._angle(theta)
             if res is None:
                 continue
@@ -223,7 +284,8 @@ class Matcher:
             have = (lk >= 0) & (lk < nr) & (li >= 0) & (li < nu)
             pix = np.flatnonzero(have)
             lf = lk[pix] * nu + li[pix]
-            snr = lsnr.ravel()[lf]
+            # Compared in the stored precision, so a split grid merges to the same result.
+            snr = lsnr.ravel()[lf].astype(np.float32)
             upd = snr > bsnr[pix]
             pix, lf = pix[upd], lf[upd]
             kt = lkt.ravel()[lf]

@@ -17,8 +17,9 @@ from lasair_parallel.apps.scarp_search.templates import search_grid
 
 def add_grid_options(p: argparse.ArgumentParser) -> None:
     """Options shared by the app and its task (the task must rebuild the same grid)."""
-    p.add_argument("--d", type=float, default=100.0,
-                   help="along-strike half-length of the window, metres (default 100)")
+    p.add_argument("--d", type=float, default=None,
+                   help="along-strike half-length of the window, metres (default 100, or a "
+                        "quarter of the DEM's shorter side if that is less)")
     p.add_argument("--angle-step", type=float, default=1.0, help="strike step, deg (default 1)")
     p.add_argument("--log-kt-min", type=float, default=0.0)
     p.add_argument("--log-kt-max", type=float, default=3.4)
@@ -32,13 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     add_grid_options(p)
     a = p.parse_args(argv)
+    if a.d is None:
+        p.error("--d is required here (the planner passes the resolved value)")
     angles, kts = search_grid(a.angle_step, a.log_kt_min, a.log_kt_max, a.log_kt_step)
     i0, i1 = (int(v) for v in a.angles.split(":"))
     t0 = time.perf_counter()
     dem = read_dem(a.dem)
     m = Matcher(dem.z, dem.dx_e, dem.dy_n, a.d, kts, angles)
     best = m.run(range(i0, i1))
-    save_partial(a.out, best)
+    save_partial(a.out, best, m.snr_ratio())
     print(f"scarp_search: strikes {i0}:{i1} x {len(kts)} kt on {dem.z.shape} "
           f"in {time.perf_counter() - t0:.1f} s -> {a.out}")
     return 0
