@@ -43,7 +43,8 @@ def test_task_list_runs_as_slurm_steps(slurm, tmp_path):  # noqa: F811
     ids = [(out / f"t{i}").read_text().split() for i in range(6)]
     assert all(len(x) == 2 for x in ids), ids  # both set: each task ran inside a Slurm step
     assert len({job for job, _ in ids}) == 1  # one allocation
-    assert len({step for _, step in ids}) == 6  # a step of its own per task
+    # Tasks of one shape reuse the worker's steps: one per slot, not one per task.
+    assert len({step for _, step in ids}) == 2
     db = journal(tmp_path / "runs" / "r")
     assert db.execute("SELECT COUNT(*) FROM attempts WHERE outcome = 'ok'").fetchone()[0] == 6
     # The run gave its allocation back: the job is no longer in the queue.
@@ -199,7 +200,7 @@ def test_allocation_command_carries_the_options():
                 "--cpus-per-task=6", "--mem=3072M", "--constraint=avx2"):
         assert arg in cmd, cmd
     conn.job_id = "7"
-    step = conn.step_command({"key": "t#1", "cores": 2, "memory_mb": 300})
+    step = conn.step_command(conn._shape({"key": "t#1", "cores": 2, "memory_mb": 300}))
     assert "--jobid=7" in step and "--cpus-per-task=4" in step and "--mem=300M" in step
     conn._close_wake()
 

@@ -1,9 +1,10 @@
 """``transport: slurm``: the same worker agent, inside a Slurm allocation, one step per task.
 
-A Slurm worker is one allocation (``salloc --no-shell``, one node) and, per task, one
-``srun --exact --unbuffered`` step that runs the agent for that task alone, with the task's
-own ``--cpus-per-task`` and ``--mem``: Slurm enforces both and shares the node with everyone
-else's jobs.  A long-lived *sentinel* step (``--overlap``, so it holds no CPUs of its own)
+A Slurm worker is one allocation (``salloc --no-shell``, one node); its tasks run in
+``srun --exact --unbuffered`` steps that each run the agent with one slot, with the task's
+``--cpus-per-task`` and ``--mem``: Slurm enforces both and shares the node with everyone
+else's jobs.  A step runs tasks of its shape (CPUs, memory) one after another, so a task
+costs no new step unless its shape changes (or Slurm killed the step).  A long-lived *sentinel* step (``--overlap``, so it holds no CPUs of its own)
 runs a task-less agent whose hello and heartbeats stand for the host, exactly like an SSH
 worker's agent: journal, retries, heartbeats, streaming and outputs work unchanged.
 
@@ -23,6 +24,7 @@ The head must be able to run ``salloc``/``srun`` (a login node; ``SLURM_CONF`` i
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -51,6 +53,19 @@ def _bin(name: str) -> str:
     return os.environ.get(f"PARALLEL_{name.upper()}", name)
 
 
+class _Step:
+    """One srun step running an agent, for tasks of one shape (CPUs, MiB) in turn."""
+
+    def __init__(self, shape: tuple[int, int | None], proc: gsubprocess.Popen):
+        self.shape = shape
+        self.proc = proc
+        self.task: str | None = None  # the key of the task it runs now
+        self.err = bytearray()  # srun's stderr (slurmstepd's messages), latest 64 KiB
+        self.mark = 0  # where the current task's part of it starts
+        self.glet: gevent.Greenlet | None = None
+        self.err_glet: gevent.Greenlet | None = None
+
+
 class SlurmConnection(LocalConnection):
     """One Slurm allocation as a worker: a sentinel agent plus one step per task."""
 
@@ -59,8 +74,8 @@ class SlurmConnection(LocalConnection):
         self.opts: SlurmOptions = spec.slurm or SlurmOptions()
         self.job_id: str | None = None
         self._salloc: gsubprocess.Popen | None = None
-        self._steps: dict[str, gsubprocess.Popen] = {}
-        self._step_glets: dict[str, gevent.Greenlet] = {}
+        self._idle: list[_Step] = []  # steps waiting for a task of their shape
+        self._by_task: dict[str, _Step] = {}  # running task key -> its step
         self._down = ""  # set by a step that saw the allocation go: the pump raises HostDown
 
     # -- the allocation and the sentinel
@@ -121,27 +136,50 @@ class SlurmConnection(LocalConnection):
     # -- task steps
     def send(self, msg: dict) -> None:
         if msg.get("op") == "run":
-            g = self._step_glets[msg["key"]] = gevent.spawn(self._run_step, msg)
-            g.link(lambda _, key=msg["key"]: self._step_glets.pop(key, None))
+            self._run_task(msg)
         elif msg.get("op") == "kill":
-            p = self._steps.get(msg["key"])
-            if p is not None:
-                self._write_line(p, msg)
+            step = self._by_task.get(msg["key"])
+            if step is not None:
+                self._write_line(step.proc, msg)
         else:
             super().send(msg)
 
-    def step_command(self, msg: dict) -> list[str]:
-        """``srun`` running one task's agent with the task's CPUs and memory."""
-        o = self.opts
-        cores = int(msg.get("cores") or 1) * o.cpus_per_task
-        mem = msg.get("memory_mb") or o.mem_per_task_mb
+    def _shape(self, msg: dict) -> tuple[int, int | None]:
+        return (int(msg.get("cores") or 1) * self.opts.cpus_per_task,
+                msg.get("memory_mb") or self.opts.mem_per_task_mb)
+
+    def _run_task(self, msg: dict) -> None:
+        """Hand a task to an idle step of its shape (CPUs, memory), or to a new step.
+
+        A step runs tasks one after another: starting a step per task costs ~0.5 s here
+        (Slurm frees a finished step's CPUs asynchronously, and srun backs off while they
+        are still held), reusing one costs what a task costs over SSH.
+        """
+        shape = self._shape(msg)
+        step = next((s for s in self._idle if s.shape == shape), None)
+        if step is not None:
+            self._idle.remove(step)
+        else:
+            # Idle steps of other shapes hold CPUs and memory the new one may need.
+            for old in self._idle:
+                self._close_stdin(old.proc)
+            self._idle.clear()
+            step = self._start_step(shape)
+        step.task = msg["key"]
+        step.mark = len(step.err)
+        self._by_task[msg["key"]] = step
+        self._write_line(step.proc, msg)  # a new step's agent reads it after its hello
+
+    def step_command(self, shape: tuple[int, int | None]) -> list[str]:
+        """``srun`` running an agent with ``shape``'s CPUs and memory, for tasks in turn."""
+        cores, mem = shape
         cmd = [_bin("srun"), f"--jobid={self.job_id}", "--exact", "--ntasks=1",
                f"--cpus-per-task={cores}", "--unbuffered", "--kill-on-bad-exit=1",
-               f"--job-name={msg['key']}"]
+               "--job-name=tasks"]
         # Always a --mem: a step without one may take all of the allocation's memory, and
         # then the steps run one at a time.
         cmd.append(f"--mem={mem}M" if mem else f"--mem-per-cpu={self._mem_per_cpu()}M")
-        cmd += list(o.srun_args)
+        cmd += list(self.opts.srun_args)
         agent = agent_command(self.spec.python or "python3",
                               {"procs": 1, "heartbeat": self.heartbeat}, None)
         return cmd + ["/bin/sh", "-c", agent]
@@ -151,51 +189,72 @@ class SlurmConnection(LocalConnection):
         # gets its share per CPU (256 MiB unless the cluster says otherwise).
         return int(os.environ.get("PARALLEL_SLURM_MEM_PER_CPU", "256"))
 
+    def _start_step(self, shape: tuple[int, int | None]) -> _Step:
+        p = gsubprocess.Popen(self.step_command(shape), stdin=gsubprocess.PIPE,
+                              stdout=gsubprocess.PIPE, stderr=gsubprocess.PIPE,
+                              start_new_session=True)
+        step = _Step(shape, p)
+
+        def read_err() -> None:
+            for line in p.stderr:  # slurmstepd's and srun's messages, a line each
+                step.err += line
+                cut = len(step.err) - 65536  # keep the latest 64 KiB
+                if cut > 0:
+                    del step.err[:cut]
+                    step.mark = max(0, step.mark - cut)
+
+        step.err_glet = gevent.spawn(read_err)
+        step.glet = gevent.spawn(self._step_loop, step)
+        return step
+
     @staticmethod
     def _write_line(p: gsubprocess.Popen, msg: dict) -> None:
-        import json
-
         try:
             p.stdin.write((json.dumps(msg, separators=(",", ":")) + "\n").encode())
             p.stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
-            pass  # the step is gone; its end is reported by _run_step
+            pass  # the step is gone; its end is reported by _step_loop
 
-    def _run_step(self, msg: dict) -> None:
-        import json
-
-        key = msg["key"]
-        p = gsubprocess.Popen(self.step_command(msg), stdin=gsubprocess.PIPE,
-                              stdout=gsubprocess.PIPE, stderr=gsubprocess.PIPE,
-                              start_new_session=True)
-        self._steps[key] = p
-        err_chunks: list[bytes] = []
-        err_reader = gevent.spawn(lambda: err_chunks.append(p.stderr.read()))
-        self._write_line(p, msg)  # the agent reads it after its hello
-        exit_ev = None
+    @staticmethod
+    def _close_stdin(p: gsubprocess.Popen) -> None:
         try:
-            for raw in p.stdout:
-                try:
-                    ev = json.loads(raw)
-                except ValueError:
+            p.stdin.close()  # the step's agent exits (killing its task, if any)
+        except OSError:
+            pass
+
+    def _step_loop(self, step: _Step) -> None:
+        """Relay a step's events; when it ends, say why its task ended, if one was running."""
+        p = step.proc
+        held = None  # an exit held back until the step's end says why (a possible OOM kill)
+        for raw in p.stdout:
+            try:
+                ev = json.loads(raw)
+            except ValueError:
+                continue
+            kind = ev.get("ev")
+            if kind in ("start", "rows"):
+                self.on_event(ev)
+            elif kind == "exit" and ev.get("key") == step.task:
+                self._by_task.pop(step.task, None)
+                if ev.get("sig") == signal.SIGKILL and not ev.get("timed_out"):
+                    # Under cgroups the kernel's OOM killer kills the task, not the step:
+                    # end the step and let slurmstepd's words decide.
+                    held = ev
+                    self._close_stdin(p)
                     continue
-                kind = ev.get("ev")
-                if kind in ("start", "rows"):
-                    self.on_event(ev)
-                elif kind == "exit":
-                    exit_ev = ev
-                    try:
-                        p.stdin.close()  # the agent's only task is over: let it exit
-                    except OSError:
-                        pass
-        finally:
-            rc = p.wait()
-            err_reader.join()
-            self._steps.pop(key, None)
-        if self._closed:
-            return
-        stderr = b"".join(err_chunks).decode("utf-8", "replace").strip()
-        self._step_ended(key, exit_ev, rc, stderr)
+                step.task = None
+                self._idle.append(step)  # before on_event: its dispatch may reuse the step
+                self.on_event(ev)
+        rc = p.wait()
+        step.err_glet.join()
+        if step in self._idle:
+            self._idle.remove(step)
+        key = held["key"] if held else step.task
+        if key is None or self._closed:
+            return  # an idle step ended (replaced, or the allocation went: the sentinel says)
+        self._by_task.pop(key, None)
+        stderr = bytes(step.err[step.mark:]).decode("utf-8", "replace").strip()
+        self._step_ended(key, held, rc, stderr)
 
     def _step_ended(self, key: str, exit_ev: dict | None, rc: int, stderr: str) -> None:
         """Report a task's end, saying why Slurm ended it when it did."""
@@ -231,7 +290,7 @@ class SlurmConnection(LocalConnection):
             # same moment.  Let them report first, so a preempted or out-of-memory task is
             # recorded as such rather than as lost with the host.  srun itself gives a
             # step up to KillWait + a few seconds.
-            gevent.joinall(list(self._step_glets.values()), timeout=15)
+            gevent.joinall([s.glet for s in self._by_task.values()], timeout=15)
             raise
 
     def _wake(self) -> None:
@@ -251,11 +310,8 @@ class SlurmConnection(LocalConnection):
                 self._salloc.send_signal(signal.SIGINT)
             except OSError:
                 pass
-        for p in list(self._steps.values()):
-            try:
-                p.stdin.close()  # the step's agent kills its task on EOF
-            except OSError:
-                pass
+        for step in [*self._idle, *self._by_task.values()]:
+            self._close_stdin(step.proc)  # the step's agent kills its task on EOF
         if getattr(self, "proc", None) is not None:
             super()._shutdown()
         if self.job_id is not None:
