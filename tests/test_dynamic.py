@@ -213,10 +213,13 @@ def test_head_measures_the_rate_and_hands_it_to_tasks_and_planners(tmp_path):
     assert 0.25 < rate < 0.6 and "s=7" in last  # ~0.3 s per unit of weight 1
     from lasair_parallel.head.core.dynjournal import measured_rate
     assert 0.25 < measured_rate(run) < 0.6  # what a planner's PlanContext.rate gets next time
-    # busy splits by the runner's --task-seconds as by its own --split-above.
-    p = parallel("run", "busy", "--procs", "4", "--task-seconds", "1", "-q", "--", "--count",
-                 "2", "--seconds", "2.2", "--mode", "sleep", cwd=tmp_path)
+    # busy splits by the runner's --task-seconds as by its own --split-above (here in its
+    # Python task, cpu mode: spawn() of the public API; sleep mode spawns from shell).
+    p = parallel("run", "busy", "--procs", "4", "--task-seconds", "0.5", "-q", "--",
+                 "--count", "2", "--seconds", "1.1", "--mode", "cpu", "--outputs", cwd=tmp_path)
     assert p.returncode == 0 and "6 ok" in p.stderr, p.stderr
+    assert sorted(f.name for f in (tmp_path / "runs" / "busy" / "out").iterdir()) == [
+        f"busy-0000{i}{p}.txt" for i in range(2) for p in ("-p001", "-p002", "")]
 
 
 # ------------------------------------------------------------------ backup tasks
