@@ -81,7 +81,8 @@ def spawn(*tasks: Task) -> None:
     """Hand new tasks to the head (subtasks): they run after this attempt succeeds.
 
     Each task goes over ``$PARALLEL_SPAWN_FD`` as one JSON line (any program may write that
-    format: one ``Task.to_json()`` object per line).  The head journals them with this task as
+    format: one ``Task.to_json()`` object per line; from ``sh``, redirect to
+    ``/dev/fd/$PARALLEL_SPAWN_FD``: dash takes only one-digit descriptors after ``>&``).  The head journals them with this task as
     their parent and keeps them only if this attempt succeeds: a failed, killed or duplicated
     attempt's spawns are discarded, and a retry that spawns the same ids spawns them once.
     An empty ``id`` gets ``<parent id>.<n>`` (n counts this attempt's spawns from 1): give

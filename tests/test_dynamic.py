@@ -224,7 +224,7 @@ def test_head_measures_the_rate_and_hands_it_to_tasks_and_planners(tmp_path):
 
 # ------------------------------------------------------------------ backup tasks
 SLOW = ('case "$SSH_CONNECTION" in *" {slow} "*) sleep {long};; *) sleep 0.3;; esac; '
-        ': {token}-{i}; echo "{i},$PARALLEL_ATTEMPT" >&$PARALLEL_EMIT_FD')
+        ': {token}-{i}; echo "{i},$PARALLEL_ATTEMPT" >/dev/fd/$PARALLEL_EMIT_FD')
 
 
 def _slow_tasks(slow: str, token: str, long: float, n: int = 12) -> list[Task]:

@@ -194,7 +194,7 @@ def shell_split(i: int, seconds: float, piece: float, run_dir, outputs: bool,
         t = Task(id=f"busy-{i:05d}-p{k:03d}", weight=piece, outputs=tuple(map(str, out)),
                  command=shell_sleep(i, piece, [run_path(o, run_dir) for o in out], False))
         lines.append(shlex.quote(json.dumps(t.to_json(), separators=(",", ":"))))
-    cmd = f"printf '%s\\n' {' '.join(lines)} >&$PARALLEL_SPAWN_FD && " if lines else ""
+    cmd = f"printf '%s\\n' {' '.join(lines)} >/dev/fd/$PARALLEL_SPAWN_FD && " if lines else ""
     if fail_attempts:
         cmd += (f'{{ [ "$PARALLEL_ATTEMPT" -gt {fail_attempts} ] || {{ echo "busy task {i}: '
                 f'attempt $PARALLEL_ATTEMPT fails after spawning (--fail-attempts)" >&2; '
