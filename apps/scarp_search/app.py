@@ -47,7 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"largest |amplitude| detected, m (default {detect.DEFAULT_AMP_MAX:g})")
     p.add_argument("--kt-max", type=float, default=detect.DEFAULT_KT_MAX,
                    help=f"largest kt detected, m^2 (default {detect.DEFAULT_KT_MAX:g})")
-    p.add_argument("--timeout", type=float, default=None, help="per-task timeout, seconds")
+    # Per-task time limits are the runner's own `parallel run --timeout S`, not an app option
+    # (issue 16: two --timeout options, one before `--` and one after, confused users).
+    kt_help = {"log_kt_min": "smallest log10 of the template's diffusion age kt, kt in m^2 "
+                             "(default 0: 1 m^2)",
+               "log_kt_max": "largest log10 kt of the template grid (default 3.4: ~2500 m^2)",
+               "log_kt_step": "log10 kt step of the template grid (default 0.1)"}
+    for action in p._actions:
+        if action.dest in kt_help and not action.help:
+            action.help = kt_help[action.dest]
     return p
 
 
@@ -121,7 +129,7 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
                 "--log-kt-step", repr(args.log_kt_step)]
         tasks.append(ctx.task(f"scarp-{i0:04d}-{i1:04d}", argv,
                               weight=float((i1 - i0) * len(kts) * ny * nx),
-                              outputs=(str(out),), inputs=(dem_path,), timeout=args.timeout))
+                              outputs=(str(out),), inputs=(dem_path,)))
     return tasks
 
 
