@@ -1,0 +1,124 @@
+"""rebuild_objects from a real-shaped `candidates` table: the whole one-process `parallel run`,
+Arrow reads (default, ``reader=auto``) against the row-by-row reads (``?reader=rows``, the
+previous code), side by side on the same tables, SQLite and MariaDB, in one run.
+
+    python benchmarks/rebuild_live.py [--objects 128000] [--no-mariadb]
+
+The table: the bundled real sample's 364 objects replicated under new ids (~10 detections per
+object, real NULL patterns and duplicate jd), rows inserted in jd order across all objects
+(as an alert stream fills it: not clustered by object), index on (objectId, jd) only; MariaDB's
+copy has no primary key, so InnoDB keeps the rows in insertion order too.  Each run is
+`parallel run apps/rebuild_objects --procs 1 -- --source SPEC` on this machine (local
+transport), timed from the outside; the shards of both readers are compared byte for byte (the
+features are equal; tests/test_rebuild_arrow_read.py checks them against the per-object
+reference).  Each task's own read/features/write split is printed from its log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from lasair_parallel.apps.rebuild_objects.sources.dbwrite import (  # noqa: E402
+    LIVE_INDEX_COLUMNS,
+    write_mysql,
+    write_sqlite,
+)
+from lasair_parallel.apps.rebuild_objects.sources.replicate import (  # noqa: E402
+    arrival_order,
+    replicated_sample,
+)
+
+LASAIR_PER_S = 128_000 / 7828  # anchors.md section 1: 16 objects/s
+TASK_LINE = re.compile(r"\((\d+) objects.* in ([\d.]+) s \(read ([\d.]+), features ([\d.]+), "
+                       r"write ([\d.]+)\)")
+
+
+def run(work: Path, name: str, spec: str, env: dict) -> dict:
+    """One whole `parallel run`; wall seconds, task split, digest of the shards."""
+    cmd = [sys.executable, "-m", "lasair_parallel.head.cli.main", "run",
+           str(ROOT / "apps" / "rebuild_objects"), "--procs", "1", "--name", name, "-q", "--",
+           "--source", spec]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode:
+        raise SystemExit(f"{name} failed: {p.stderr[-2000:]}")
+    rd = work / "runs" / name
+    split = [0.0, 0.0, 0.0, 0.0]
+    objects = 0
+    for log in rd.glob("logs/*.out"):
+        for m in TASK_LINE.finditer(log.read_text()):
+            objects += int(m.group(1))
+            for i in range(4):
+                split[i] += float(m.group(2 + i))
+    h = hashlib.sha256()
+    for shard in sorted((rd / "shards").glob("*.csv")):
+        h.update(shard.read_bytes())
+    return {"wall": wall, "objects": objects, "split": split, "digest": h.hexdigest()}
+
+
+def compare(label: str, work: Path, spec: str, env: dict, sep: str) -> None:
+    new = run(work, f"{label}-arrow", spec, env)
+    old = run(work, f"{label}-rows", f"{spec}{sep}reader=rows", env)
+    for name, r in (("arrow (auto)", new), ("rows (before)", old)):
+        t, rd, f, w = r["split"]
+        print(f"{label:8s} {name:14s} {r['wall']:6.2f} s whole run = "
+              f"{r['objects'] / r['wall']:>8,.0f} objects/s; tasks {t:.2f} s (read {rd:.2f}, "
+              f"features {f:.2f}, write {w:.2f}); outside tasks {r['wall'] - t:.2f} s",
+              flush=True)
+    print(f"{label:8s} arrow / rows = {old['wall'] / new['wall']:.2f}x; shards identical: "
+          f"{new['digest'] == old['digest']}; Lasair {LASAIR_PER_S:.0f} objects/s", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--objects", type=int, default=128_000)
+    ap.add_argument("--no-mariadb", action="store_true")
+    a = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-rebuild-live-"))
+    env = dict(os.environ)
+    server = None
+    try:
+        det = replicated_sample(a.objects)
+        order = arrival_order(det)
+        t = time.perf_counter()
+        write_sqlite(work / "live.db", det, order=order, index=LIVE_INDEX_COLUMNS)
+        print(f"setup: {a.objects:,} objects, {det.n_rows:,} rows in arrival order, SQLite "
+              f"{time.perf_counter() - t:.1f} s (not timed)", flush=True)
+        compare("SQLite", work, f"sqlite:///{work / 'live.db'}", env, "?")
+        if a.no_mariadb:
+            return
+        from fixtures_mariadb import PASSWORD, start_mariadb
+
+        server = start_mariadb(work / "mariadb", {"innodb-buffer-pool-size": "1G"})
+        dbname = server.create_database("ztf")
+        t = time.perf_counter()
+        with server.connect(dbname) as conn:
+            write_mysql(conn, det, order=order, index=LIVE_INDEX_COLUMNS, batch=20_000)
+            with conn.cursor() as cur:
+                cur.execute("ANALYZE TABLE candidates")
+        print(f"setup: MariaDB {time.perf_counter() - t:.1f} s (not timed)", flush=True)
+        # the password reaches the tasks by the environment only (never argv or the journal)
+        compare("MariaDB", work, server.url(dbname), dict(env, MYSQL_PWD=PASSWORD), "?")
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        with open("/proc/loadavg") as f:
+            print("load average", " ".join(f.read().split()[:3]))
+
+
+if __name__ == "__main__":
+    main()
