@@ -38,7 +38,8 @@ def hessian_autocov(h: np.ndarray, bad: np.ndarray, max_lag: int, dx_e: float, d
                     isotropic: bool = True) -> dict[tuple[int, int], np.ndarray]:
     """Cross-covariances C_ab(l) = mean of H_a(p) H_b(p + l) of the Hessian components.
 
-    Lags |dr|, |dc| <= ``max_lag`` pixels (entry [L + dr, L + dc]); keys (a, b), a <= b, index
+    Lags |dr| <= L0, |dc| <= L1 (``max_lag`` cut to the DEM; entry [L0 + dr, L1 + dc]); keys
+    (a, b), a <= b, index
     (ee, en, nn).  Pixels where the curvature is undefined or an outlier (robust z of the
     Hessian's magnitude > OUTLIER_SIGMAS) are missing; every lag is normalised by its own count of
     valid pairs (FFT of the mask), so holes and the outlier cut do not bias it.  Directional
@@ -96,11 +97,9 @@ def hessian_autocov(h: np.ndarray, bad: np.ndarray, max_lag: int, dx_e: float, d
     use = cnt >= 100
     out = {}
     for key, sab in cross.items():
+        # Lags beyond the DEM (|dr| > ny - 1 ...) have no pairs: the arrays stop at the DEM.
         num = sfft.irfft2(sab, shape, workers=1)[np.ix_(rows, cols)]
-        full = np.zeros((2 * max_lag + 1, 2 * max_lag + 1))
-        full[max_lag - l0:max_lag + l0 + 1, max_lag - l1:max_lag + l1 + 1] = np.where(
-            use, num / np.maximum(cnt, 1.0), 0.0)
-        out[key] = full
+        out[key] = np.where(use, num / np.maximum(cnt, 1.0), 0.0)
     return out
 
 
