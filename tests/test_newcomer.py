@@ -151,10 +151,10 @@ def test_every_command_uses_the_same_default_workers(tmp_path):
     check = parallel("hosts", "check", cwd=tmp_path, check=True).stdout
     assert "localhost" in check and "1 of 1 worker(s) ready" in check
     assert "to 1 of 1 worker(s)" in parallel("deploy", cwd=tmp_path, check=True).stdout
-    b = parallel("bench", "apps/busy", "--sweep-workers", "1", "--sweep-procs", "1,2", "--out",
-                 "b", "--", "--count", "2", "--seconds", "0", "--mode", "sleep", cwd=tmp_path,
-                 timeout=120)
+    b = parallel("bench", "apps/busy", "--sweep-procs", "1,2", "--out", "b", "--", "--count",
+                 "2", "--seconds", "0", "--mode", "sleep", cwd=tmp_path, timeout=120)
     assert b.returncode == 0, b.stderr
+    assert "| procs \\ workers | 1 |\n" in (tmp_path / "b" / "bench.md").read_text()
     w, h = png_size(tmp_path / "b" / "bench.png")
     assert w >= 900 and h >= 600  # big enough to read (it was 570 x 360)
     (tmp_path / "hosts.yaml").write_text(

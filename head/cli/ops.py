@@ -40,8 +40,8 @@ def register(main: click.Group, fail: Callable[[str], None], user_errors: tuple)
     @click.argument("app")
     @click.option("--workers", type=click.Path(dir_okay=False),
                   help=WORKERS_HELP + "; a cell with N workers uses its first N.")
-    @click.option("--sweep-workers", default="1,2,4", show_default=True,
-                  help="Numbers of workers to sweep.")
+    @click.option("--sweep-workers",
+                  help="Numbers of workers to sweep [default: 1,2,4, those the workers have].")
     @click.option("--sweep-procs", default="1,2,4,8", show_default=True,
                   help="Slots per worker to sweep.")
     @click.option("--out", type=click.Path(file_okay=False),
@@ -49,8 +49,9 @@ def register(main: click.Group, fail: Callable[[str], None], user_errors: tuple)
     @click.option("--ssh-config", type=click.Path(dir_okay=False), help=SSH_CONFIG_HELP)
     @click.option("--no-host-key-check", is_flag=True, help=NO_KEY_CHECK_HELP)
     @click.pass_context
-    def bench(ctx: click.Context, app: str, workers: str | None, sweep_workers: str, sweep_procs: str,
-              out: str | None, ssh_config: str | None, no_host_key_check: bool) -> None:
+    def bench(ctx: click.Context, app: str, workers: str | None, sweep_workers: str | None,
+              sweep_procs: str, out: str | None, ssh_config: str | None,
+              no_host_key_check: bool) -> None:
         """Run APP once per (workers x procs) cell; write CSV, Markdown table and heatmap.
 
         parallel bench apps/busy --workers hosts.yaml -- --mode sleep --count 32
@@ -60,9 +61,11 @@ def register(main: click.Group, fail: Callable[[str], None], user_errors: tuple)
         from lasair_parallel.head.ops.bench import BenchError, parse_sweep, sweep, write_outputs
 
         try:
-            ws = parse_sweep(sweep_workers, "workers")
             ps = parse_sweep(sweep_procs, "procs")
             hosts = read_hosts(workers)
+            # Unasked, sweep only what there is: this machine alone is a 1-worker sweep.
+            ws = (parse_sweep(sweep_workers, "workers") if sweep_workers
+                  else [w for w in (1, 2, 4) if w <= len(hosts)])
             ref, mod = load_app(app)
             app_args = parse_app_args(mod, ref, list(ctx.args))
             name = ref.name
