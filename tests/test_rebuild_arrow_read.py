@@ -96,10 +96,12 @@ def test_listing_is_the_same_whichever_reader(live, db):
     assert len(listings[0][0]) == N_OBJECTS
 
 
-def test_auto_seeks_a_small_block_of_an_unclustered_table(live):
+def test_auto_reads_a_small_block_of_an_unclustered_table_by_rows(live):
     det, d = live
     ids = [str(i) for i in det.ids]
     got, how = read(f"sqlite:///{d}/live.db", ids[10], ids[29])
+    assert how == "rows" and list(got.ids) == ids[10:30]
+    got, how = read(f"sqlite:///{d}/clustered.db", ids[10], ids[29])
     assert how == "seek" and list(got.ids) == ids[10:30]
 
 

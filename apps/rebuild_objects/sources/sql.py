@@ -32,9 +32,9 @@ from lasair_parallel.apps.rebuild_objects.sources.arrow_read import (
     SAMPLE,
     ArrowFallback,
     ArrowSql,
+    choose,
     list_all,
     read_block,
-    should_scan,
     unclustered_share,
 )
 from lasair_parallel.apps.rebuild_objects.sources.base import (
@@ -81,7 +81,7 @@ class SqlSource:
     def __init__(self, connect: Callable, table: str, mark: str, begin: str, name: str,
                  quote_char: str = '"', missing: str | None = None,
                  arrow: ArrowSql | None = None, reader: str = "auto",
-                 decide_scan: Callable[[SqlSource, str, str], bool] | None = None):
+                 decide: Callable[[SqlSource, str, str], str] | None = None):
         if not IDENT.match(table):
             raise ValueError(f"bad table name {table!r}")
         if reader not in READERS:
@@ -91,7 +91,7 @@ class SqlSource:
         self.numeric = numeric_select(quote_char, missing)
         self.missing = missing
         self._conn = None
-        self.arrow, self.reader, self.decide_scan = arrow, reader, decide_scan
+        self.arrow, self.reader, self.decide = arrow, reader, decide
         self.last_read = ""  # how the last block was read: "scan", "seek" or "rows" (reports)
 
     def conn(self):
@@ -109,8 +109,8 @@ class SqlSource:
         not hold candid, so a GROUP BY over it seeks every row), else keyset pages."""
         if self.arrow is not None and self.reader != "rows":
             try:
-                if self.reader == "scan" or (self.reader == "auto" and self.decide_scan
-                                             and self.decide_scan(self, "", "\U0010ffff")):
+                if self.reader == "scan" or (self.reader == "auto" and self.decide
+                                             and self.decide(self, "", "\U0010ffff") == "scan"):
                     return list_all(self.arrow)
             except ArrowFallback as e:
                 print(f"rebuild_objects: Arrow listing not possible ({e}); paging",
@@ -144,12 +144,13 @@ class SqlSource:
         """The block's detections: Arrow (scan or ordered) when possible, else row by row."""
         if self.arrow is not None and self.reader != "rows":
             try:
-                scan = self.reader == "scan" or (
-                    self.reader == "auto" and self.decide_scan is not None
-                    and self.decide_scan(self, first, last))
-                det = read_block(self.arrow, first, last, scan)
-                self.last_read = "scan" if scan else "seek"
-                return det
+                mode = self.reader
+                if mode == "auto":
+                    mode = self.decide(self, first, last) if self.decide else "seek"
+                if mode != "rows":
+                    det = read_block(self.arrow, first, last, mode == "scan")
+                    self.last_read = mode
+                    return det
             except ArrowFallback as e:
                 print(f"rebuild_objects: Arrow read not possible ({e}); reading rows",
                       file=sys.stderr)
@@ -247,10 +248,9 @@ def _connectorx():
     return connectorx
 
 
-def sqlite_decide_scan(src: SqlSource, first: str, last: str) -> bool:
-    """Scan when no index serves the block (query plan), or when a sample of the index shows
-    the rows scattered (rowids of index neighbours far apart) and the block is more than
-    1 / SEEK_OVER_SCAN of the table."""
+def sqlite_decide(src: SqlSource, first: str, last: str) -> str:
+    """"scan" when no index serves the block (query plan); else from a sample of the index:
+    rows stored by object -> "seek", scattered -> ``choose`` by the block's share."""
     import sqlite3
 
     cur = src.conn().cursor()
@@ -259,20 +259,20 @@ def sqlite_decide_scan(src: SqlSource, first: str, last: str) -> bool:
         f"EXPLAIN QUERY PLAN SELECT candid FROM {t} WHERE objectId BETWEEN ? AND ?",
         (first, last)))
     if "INDEX" not in plan.upper():
-        return True  # the ordered read would scan (and sort) anyway
+        return "scan"  # the ordered read would scan (and sort) anyway
     try:
         rowids = [r[0] for r in cur.execute(
             f"SELECT rowid FROM {t} WHERE objectId BETWEEN ? AND ? ORDER BY objectId "
             f"LIMIT {SAMPLE}", (first, last))]
         table_rows = cur.execute(f"SELECT max(rowid) FROM {t}").fetchone()[0] or 0
     except sqlite3.OperationalError:  # WITHOUT ROWID: stored in primary-key order
-        return False
+        return "seek"
     clustered = unclustered_share(rowids) < 0.5
     if clustered:
-        return False
+        return "seek"
     block_rows = cur.execute(f"SELECT count(*) FROM {t} WHERE objectId BETWEEN ? AND ?",
                              (first, last)).fetchone()[0]
-    return should_scan(clustered, block_rows, table_rows)
+    return choose(clustered, block_rows, table_rows)
 
 
 def sqlite_source(spec: str) -> SqlSource:
@@ -303,12 +303,12 @@ def sqlite_source(spec: str) -> SqlSource:
         arrow = ArrowSql(fetch, table, '"', "NOT INDEXED", inf_is_null=True)
     # SQLite reads the literal 1e999 as +inf: NULL floats come back as -inf (see numeric_select).
     return SqlSource(connect, table, "?", "BEGIN", spec, missing="-1e999", arrow=arrow,
-                     reader=q.get("reader", "auto"), decide_scan=sqlite_decide_scan)
+                     reader=q.get("reader", "auto"), decide=sqlite_decide)
 
 
-def mysql_decide_scan(src: SqlSource, first: str, last: str) -> bool:
+def mysql_decide(src: SqlSource, first: str, last: str) -> str:
     """InnoDB stores rows in primary-key order: a table whose key starts with objectId is
-    clustered (ordered read); otherwise scan when the block (the optimizer's estimate from
+    clustered ("seek"); otherwise ``choose`` by whether the block (the optimizer's estimate from
     index dives) is more than 1 / SEEK_OVER_SCAN of the table (its row estimate)."""
     with src.conn().cursor() as cur:
         cur.execute("SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA"
@@ -316,18 +316,18 @@ def mysql_decide_scan(src: SqlSource, first: str, last: str) -> bool:
                     "SEQ_IN_INDEX LIMIT 1", (src.table,))
         row = cur.fetchone()
         if row and str(row[0]).lower() == "objectid":
-            return False
+            return "seek"
         cur.execute(f"EXPLAIN SELECT candid FROM {src.table} WHERE objectId BETWEEN %s AND %s",
                     (first, last))
         names = [d[0].lower() for d in cur.description]
         plan = cur.fetchone()
         if plan is None or plan[names.index("key")] is None:
-            return True  # no index serves the block: the ordered read would scan and sort
+            return "scan"  # no index serves the block: the ordered read would scan and sort
         block_rows = int(plan[names.index("rows")] or 0)
         cur.execute("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
                     "DATABASE() AND TABLE_NAME = %s", (src.table,))
         table_rows = int((cur.fetchone() or (0,))[0] or 0)
-    return should_scan(False, block_rows, table_rows)
+    return choose(False, block_rows, table_rows)
 
 
 def option_file_client(path: str) -> dict:
@@ -414,4 +414,4 @@ def mysql_source(spec: str) -> SqlSource:
     return SqlSource(connect, table, "%s",
                      "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY", spec, "`",
                      arrow=mysql_arrow(kw, table) if IDENT.match(table) else None,
-                     reader=q.get("reader", "auto"), decide_scan=mysql_decide_scan)
+                     reader=q.get("reader", "auto"), decide=mysql_decide)
