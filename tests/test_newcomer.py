@@ -133,6 +133,10 @@ def test_status_says_running_then_interrupted_then_stopped(tmp_path):
     text = parallel("status", "runs/slow", cwd=tmp_path, check=True).stdout
     assert f"stopped without finishing (head pid {proc.pid} is not running here)" in text
     assert "2 cut off when it stopped" in text
+    # A head on another machine (its run lock names the host): no pid check from here.
+    (run / "head.lock").write_text(f"pid {proc.pid} on elsewhere.example.org\n")
+    text = parallel("status", "runs/slow", cwd=tmp_path, check=True).stdout
+    assert f"its head (pid {proc.pid}) runs on elsewhere.example.org, not here" in text
 
 
 def _wait_or_show(proc: subprocess.Popen, predicate) -> None:
