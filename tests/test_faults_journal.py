@@ -122,3 +122,22 @@ def test_full_disk_stops_the_run_kills_tasks_and_resumes(tmp_path, small_disk):
     assert sorted(int(f.name) for f in out.iterdir()) == list(range(n))
     db = journal(run)
     assert db.execute("SELECT COUNT(*) FROM tasks WHERE state = 'done'").fetchone()[0] == n
+
+
+def test_rerun_of_a_run_dir_with_another_task_list_refuses(tmp_path):
+    """Before: the second list's tasks were mixed into the first run's journal."""
+    (tmp_path / "a.txt").write_text("echo a\necho b\n")
+    (tmp_path / "b.txt").write_text("echo c\n")
+    run = tmp_path / "run"
+    assert parallel("run", "--tasks", tmp_path / "a.txt", "--run-dir", run, "-q",
+                    cwd=tmp_path).returncode == 0
+    p = parallel("run", "--tasks", tmp_path / "b.txt", "--run-dir", run, "-q", cwd=tmp_path)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--run-dir" in lines[0] and "--name" in lines[0], p.stderr
+    assert journal(run).execute("SELECT COUNT(*) FROM tasks").fetchone()[0] == 2
+    # Adding tasks to the same list extends the run (as GNU parallel's --resume does).
+    (tmp_path / "a.txt").write_text("echo a\necho b\necho d\n")
+    p = parallel("run", "--tasks", tmp_path / "a.txt", "--run-dir", run, "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert journal(run).execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 3

@@ -49,6 +49,25 @@ def agent_pid(run_dir: Path, host: str) -> int:
     return int(detail.split()[-1])
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 @dataclass
 class Work:
     """A run of ``task_file`` tasks started in the background over a fresh bed."""
@@ -102,11 +121,20 @@ def test_frozen_host_is_detected_by_heartbeat(fresh_bed, tmp_path):
     wait_for(lambda: ok_count(run) >= 2)
     victim = fresh_bed.hosts[1]
     pid = agent_pid(run, victim.label)
-    os.kill(pid, signal.SIGSTOP)  # connection alive, peer frozen: only a heartbeat notices
+    # The whole host frozen: the agent and its guardian (a frozen agent alone is fenced by
+    # its guardian, see test_faults_fencing.py).  Connection alive, peer frozen: only a
+    # heartbeat notices.
+    frozen = [pid] + [c for c in _children(pid) if "sleep" not in _cmdline(c)]
+    for p in frozen:
+        os.kill(p, signal.SIGSTOP)
     try:
         out, err = proc.communicate(timeout=120)
     finally:
-        os.kill(pid, signal.SIGCONT)
+        for p in frozen:
+            try:
+                os.kill(p, signal.SIGCONT)
+            except ProcessLookupError:
+                pass  # killed by the next agent on that host (leftovers of a frozen one)
     assert proc.returncode == 0, err
     assert_outputs_exact(tmp_path)
     reasons = [r[0] for r in journal(run).execute(

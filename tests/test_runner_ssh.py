@@ -105,7 +105,7 @@ def test_timeout_kills_the_whole_process_group(sshbed, tmp_path):
     assert time.monotonic() - t0 < 60
     row = journal(tmp_path / "runs" / "hang").execute(
         "SELECT outcome, signal, reason FROM attempts WHERE outcome != 'ok'").fetchone()
-    assert row["outcome"] == "timeout" and "timed out" in row["reason"]
+    assert row["outcome"] == "timeout" and "timed out" in row["reason"], dict(row)
     assert row["signal"] in (15, 9)
     assert processes_with(f"sleep {token}") == []
 
@@ -189,6 +189,25 @@ def test_unknown_host_key_is_refused(sshbed, tmp_path):
                  "--no-host-key-check", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "NOT verified" in p.stderr
+
+
+def test_revoked_host_key_is_refused(sshbed, tmp_path):
+    """OpenSSH refuses a key marked @revoked even when another line lists it as known."""
+    h = sshbed.hosts[0]
+    hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=1, hosts=[h])
+    line = next(x for x in sshbed.known_hosts.read_text().splitlines()
+                if x.startswith(f"[{h.addr}]:{h.port} "))
+    known = tmp_path / "known_hosts"
+    known.write_text(f"{line}\n@revoked * {' '.join(line.split()[1:])}\n")
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f"Host *\n  UserKnownHostsFile {known}\n")
+    tl = write_tasks(tmp_path / "one.txt", ["true"])
+    p = parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config", cfg, cwd=tmp_path)
+    assert p.returncode == 1
+    assert "REVOKED" in p.stderr and f"{known}:2" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+    n = journal(tmp_path / "runs" / "one").execute("SELECT COUNT(*) FROM attempts").fetchone()
+    assert n[0] == 0
 
 
 def test_ssh_config_and_sshloginfile(sshbed, tmp_path):

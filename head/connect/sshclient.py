@@ -7,6 +7,7 @@ handshake, before any credential is sent.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import socket
@@ -60,6 +61,12 @@ def check_host_key(session, host: str, port: int, known_hosts) -> None:
     key, ktype = session.hostkey()
     store = session.knownhost_init()
     files = [f for f in known_hosts if os.path.exists(f)]
+    where = host if port == 22 else f"[{host}]:{port}"
+    revoked = find_revoked(files, key)
+    if revoked:
+        raise HostKeyError(
+            f"host key for {where} is REVOKED ({revoked}); the host must get a new key, "
+            "then add that one to known_hosts")
     for f in files:
         try:
             store.readfile(f)
@@ -67,7 +74,6 @@ def check_host_key(session, host: str, port: int, known_hosts) -> None:
             log.debug("known_hosts %s: %s", f, e)
     mask = (kh.LIBSSH2_KNOWNHOST_TYPE_PLAIN | kh.LIBSSH2_KNOWNHOST_KEYENC_RAW
             | _KEYTYPES.get(ktype, kh.LIBSSH2_KNOWNHOST_KEY_UNKNOWN))
-    where = host if port == 22 else f"[{host}]:{port}"
     try:
         store.checkp(host.encode(), port, key, mask)
     except Exception as e:
@@ -82,6 +88,26 @@ def check_host_key(session, host: str, port: int, known_hosts) -> None:
             f"add it (ssh-keyscan -p {port} {host} >> ~/.ssh/known_hosts) or pass "
             "--no-host-key-check"
         ) from None
+
+
+def find_revoked(files: list[str], key: bytes) -> str:
+    """``file:line`` of a ``@revoked`` known_hosts entry for ``key``, or "".
+
+    OpenSSH never accepts a key marked ``@revoked`` (sshd(8), SSH_KNOWN_HOSTS FILE FORMAT);
+    libssh2 does not know the marker.  A revoked key is refused whatever host patterns its
+    line names: a key revoked for one name is not trusted under another.
+    """
+    b64 = base64.b64encode(key).decode()
+    for f in files:
+        try:
+            with open(f, encoding="utf-8", errors="replace") as fh:
+                for n, line in enumerate(fh, 1):
+                    fields = line.split()
+                    if len(fields) >= 4 and fields[0] == "@revoked" and fields[3] == b64:
+                        return f"{f}:{n}"
+        except OSError:
+            continue
+    return ""
 
 
 def connect(target: SSHTarget, verify_host_key: bool = True, timeout: float = 15.0) -> SSHClient:

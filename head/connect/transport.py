@@ -2,7 +2,7 @@
 
 Both speak the agent's JSON-lines protocol (see :mod:`lasair_parallel.head.worker.agent`) through one greenlet per
 connection, the *pump*, which alone touches the connection: it writes queued commands, reads
-events, and then blocks in ``select`` on the socket (or pipe) and a wake-up pipe with a deadline
+events, and then blocks in ``poll`` on the socket (or pipe) and a wake-up pipe with a deadline
 equal to the heartbeat timeout.  No sleep-polling: an idle host costs the head nothing until a
 byte arrives, which is what Lasair's ``time.sleep`` loop and parallel-ssh's 1 ms poll got wrong
 (../shared/notes/anchors.md sections 1 and 3).
@@ -86,6 +86,27 @@ def shell_dir(workdir: str) -> str:
         rest = workdir[2:]
         return '"$HOME"' + (f"/{shlex.quote(rest)}" if rest else "")
     return shlex.quote(workdir)
+
+
+def wait_fds(read: list, write: list, timeout: float) -> set[int]:
+    """Block this greenlet until one of ``read`` is readable or ``write`` writable, or
+    ``timeout`` seconds pass; return the readable descriptors.
+
+    gevent's ``poll`` (libev watchers), not ``select``: select() refuses descriptors above
+    FD_SETSIZE (1024), which a head with ~600 hosts reaches ("filedescriptor out of range
+    in select()").
+    """
+    poller = gselect.poll()
+    fds: dict[int, int] = {}
+    for obj in read:
+        fds[gselect.get_fileno(obj)] = gselect.POLLIN
+    for obj in write:
+        fd = gselect.get_fileno(obj)
+        fds[fd] = fds.get(fd, 0) | gselect.POLLOUT
+    for fd, mask in fds.items():
+        poller.register(fd, mask)
+    ready = poller.poll(max(0.0, timeout) * 1000.0)  # milliseconds
+    return {fd for fd, ev in ready if ev & (gselect.POLLIN | gselect.POLLHUP | gselect.POLLERR)}
 
 
 def fence_after(heartbeat: float, heartbeat_timeout: float) -> float | None:
@@ -173,7 +194,7 @@ class Connection:
             if left <= 0:
                 raise HostDown("agent did not start within 30 s")
             r, w = self._wait_fds()
-            gselect.select(r, w, [], left)
+            wait_fds(r, w, left)
         line, _, rest = buf.partition(b"\n")
         self._inbuf = rest
         return json.loads(line)
@@ -228,7 +249,7 @@ class Connection:
             if left <= 0:
                 raise HostDown(f"no heartbeat for {self.heartbeat_timeout:g} s (host hung?)")
             r, w = self._wait_fds()
-            readable, _, _ = gselect.select(r + [self._wake_r], w, [], left)
+            readable = wait_fds(r + [self._wake_r], w, left)
             if self._wake_r in readable:
                 try:
                     os.read(self._wake_r, 4096)
@@ -258,7 +279,7 @@ class Connection:
             self._shutdown()
         finally:
             if self._pumping:
-                # The pump is (or will be) parked in select on the wake-up pipe: wake it and
+                # The pump is (or will be) parked in poll on the wake-up pipe: wake it and
                 # let it close the pipe itself; closing an fd under a live watcher aborts libev.
                 try:
                     os.write(self._wake_w, b"x")
@@ -305,7 +326,7 @@ class LocalConnection(Connection):
             except BlockingIOError:
                 pass
             if err == b"":
-                # stderr closed before stdout: stop watching it, or select would spin on it.
+                # stderr closed before stdout: stop watching it, or poll would spin on it.
                 self._fds = self._fds[:1]
                 err = None
         return out, err

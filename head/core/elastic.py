@@ -26,8 +26,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import gevent
-from gevent import select as gselect
 from lasair_parallel.head.connect.hosts import HostsError, HostSpec, read_hosts, resolve_ssh
+from lasair_parallel.head.connect.transport import wait_fds
 from lasair_parallel.head.core.scheduler import HostState, Scheduler
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class DirWatch:
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if self.fd >= 0:
-                r, _, _ = gselect.select([self.fd], [], [], left)
+                r = wait_fds([self.fd], [], 3600.0 if left is None else left)
                 changed = self._read_events() if r else set()
             else:
                 gevent.sleep(POLL_FALLBACK if left is None else min(left, POLL_FALLBACK))
@@ -126,25 +126,21 @@ def add_host(sched: Scheduler, spec: HostSpec) -> HostState:
                 h.free = [s for s in range(spec.procs) if s not in busy]
             sched.journal.host_event(h.label, "resized", f"{spec.procs} slot(s)")
             sched.journal.host_state(h.label, spec.procs, h.state)
-        sched._dispatch()
+        sched.dispatch()
         return h
-    sched.hosts = [h for h in sched.hosts if h.label != spec.label]  # a drained one comes back
     # ``ssh -G`` runs a child process whose SIGCHLD may interrupt a handshake in progress
     # (see Scheduler.__init__); mid-run that only happens on a reconnect, which retries anyway.
     h = HostState(spec, target=None if spec.transport == "local"
                   else resolve_ssh(spec, sched.opts.ssh_config))
-    sched.hosts.append(h)
     sched.journal.host_event(h.label, "added", f"{spec.procs} slot(s)")
     sched.journal.host_state(h.label, spec.procs, "connecting")
-    if not sched.finished.is_set() and not sched.stopping:
-        sched._greenlets.append(gevent.spawn(sched._host_loop, h))
-    sched.on_change(sched)
+    sched.add_host_state(h)  # a drained one of the same label comes back as this one
     return h
 
 
 def drain_host(sched: Scheduler, label: str) -> bool:
     """Start no more tasks on ``label``; let its running ones finish, then disconnect."""
-    h = next((x for x in sched.hosts if x.label == label and x.state != "drained"), None)
+    h = sched.find_host(label)
     if h is None or h.draining:
         return False
     h.draining = True
@@ -152,7 +148,7 @@ def drain_host(sched: Scheduler, label: str) -> bool:
     sched.journal.host_state(h.label, h.spec.procs, "draining")
     if not h.running and h.conn is not None:
         h.conn.close()  # the host loop sees its pump end and records the host as drained
-    sched.on_change(sched)
+    sched.changed()
     return True
 
 

@@ -21,6 +21,7 @@ from lasair_parallel.head.connect.staging import Stager
 from lasair_parallel.head.connect.transport import Connection, HostDown, open_connection
 from lasair_parallel.head.core.dynamic import Dynamic
 from lasair_parallel.head.core.failures import describe_error, failure_reason, is_permanent
+from lasair_parallel.head.core.hostset import HostSet
 from lasair_parallel.head.core.journal import Journal
 from lasair_parallel.head.core.options import HaltError, HaltPolicy, Options  # noqa: F401 - re-exported
 from lasair_parallel.head.core.streams import Spools
@@ -77,7 +78,7 @@ class HostState:
         return self.spec.label
 
 
-class Scheduler:
+class Scheduler(HostSet):
     """Run ``tasks`` on ``hosts``; the journal records everything as it happens."""
 
     def __init__(self, hosts: list[HostSpec], tasks: list[Task], journal: Journal,
@@ -121,7 +122,7 @@ class Scheduler:
         self.abort_reason = ""
         self.on_change = on_change or (lambda s: None)
         self.on_task = on_task  # a task reached done or failed (for the API's callbacks)
-        self._greenlets: list[gevent.Greenlet] = []
+        self._loops: list[tuple[gevent.Greenlet, HostState]] = []  # host loops (hostset.py)
         journal.on_fatal = self._journal_failed
 
     # ------------------------------------------------------------------ running
@@ -129,10 +130,10 @@ class Scheduler:
         if not self.tasks:
             return
         for h in self.hosts:
-            self._greenlets.append(gevent.spawn(self._host_loop, h))
+            self.start_host(h)
         self.finished.wait()
         self._close_all()
-        gevent.joinall(self._greenlets, timeout=10)
+        self.stop_loops()
 
     def interrupt(self, why: str = "interrupted") -> None:
         """Stop now: kill every running task (their attempts are recorded as killed)."""

@@ -1,0 +1,66 @@
+"""Scale and stragglers: descriptors above select()'s limit, an unreachable host at the end."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import threading
+import time
+
+import lasair_parallel as lp
+from helpers import parallel
+
+
+def test_head_works_with_descriptors_above_fd_setsize(sshbed, tmp_path):
+    """~600 hosts took the head past 1024 descriptors: "filedescriptor out of range in
+    select()".  Hold 1,100 descriptors first, so every connection's is above 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4096
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), max(hard, want)))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert min(filler[-10:]) > 1024
+        hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=True)
+        workers = [lp.Worker(host="localhost", transport="local", procs=2, name="here")] + \
+            lp.read_hosts(str(hosts))
+        # Long enough that the SSH hosts (slower to connect) take part too.
+        result = lp.run([f"sleep 0.3; echo {i}" for i in range(24)], workers=workers,
+                        ssh_config=str(sshbed.ssh_config), run_dir=tmp_path / "run")
+        assert result.ok, result.reason
+        assert len(result.succeeded) == 24
+        used = {t.last.host for t in result.succeeded}
+        assert "here" in used and used & {h.label for h in sshbed.hosts}, used
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_an_unreachable_host_does_not_hold_the_end_of_the_run(sshbed, tmp_path):
+    """A host whose TCP port accepts but never speaks SSH: its handshake hangs.  The run's
+    work is done by the other host; the end of the run must not wait for the handshake
+    (before: up to 10 s more)."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)  # the kernel completes TCP handshakes; nobody ever reads or writes
+    try:
+        good = sshbed.hosts[0]
+        hosts = tmp_path / "hosts.yaml"
+        hosts.write_text(
+            "workers:\n"
+            f"  - {{host: {good.addr}, port: {good.port}, user: {sshbed.user}, "
+            f"identity: {sshbed.identity}, procs: 2}}\n"
+            f"  - {{host: 127.0.0.1, port: {hole.getsockname()[1]}, user: {sshbed.user}, "
+            f"identity: {sshbed.identity}, procs: 2}}\n")
+        tl = tmp_path / "quick.txt"
+        tl.write_text("".join(f"echo {i}\n" for i in range(4)))
+        t0 = time.monotonic()
+        p = parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config",
+                     sshbed.ssh_config, "-q", cwd=tmp_path)
+        took = time.monotonic() - t0
+        assert p.returncode == 0, p.stderr
+        # ~1 s of start grace + start-up; the hung handshake alone would add 10 s.
+        assert took < 6, took
+    finally:
+        hole.close()
