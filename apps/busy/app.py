@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-attempts", type=int, default=0, metavar="N",
                    help="a splitting task's first N attempts fail after spawning (their "
                         "spawns are discarded); 0 = never")
+    p.add_argument("--slow-host", metavar="ADDR",
+                   help="sleep tasks run --slow-factor times longer on the worker reached at "
+                        "this address (a deliberately slow host, for backup tasks)")
+    p.add_argument("--slow-factor", type=float, default=4.0, help="see --slow-host (default 4)")
     p.add_argument("--emit-rows", type=int, default=0,
                    help="each task streams this many rows to the head (stream/busy-<i>.csv)")
     p.add_argument("--emit-to-file", action="store_true",
@@ -103,16 +107,17 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
             else:
                 stream = f"stream/busy-{i:05d}.csv"
         shell = args.mode == "sleep" and not args.mem_mb and not args.emit_rows
+        slow = (args.slow_host, args.slow_factor) if args.slow_host else None
         if shell:
             command = shell_sleep(i, seconds, [run_path(o, ctx.run_dir) for o in outputs],
-                                  fail="--fail" in argv)
+                                  fail="--fail" in argv, slow=slow)
         else:
             command = ctx.command(argv)
         if (split := _split_seconds(args, ctx, seconds)) and shell and not args.fail_every:
             # A plain shell sleep spawns its pieces itself: no interpreter start-up (~0.2 s of
             # CPU here, which 32 parents starting at once on a 2-core head pay in makespan).
             command = shell_split(i, seconds, split, ctx.run_dir, args.outputs,
-                                  args.fail_attempts)
+                                  args.fail_attempts, slow)
         elif split:
             command = ctx.command([*argv, "--split-above", repr(split),
                                    "--fail-attempts", str(args.fail_attempts)])
@@ -125,11 +130,17 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
     return tasks
 
 
-def shell_sleep(i: int, seconds: float, outputs: list[str], fail: bool) -> str:
+def shell_sleep(i: int, seconds: float, outputs: list[str], fail: bool,
+                slow: tuple[str, float] | None = None) -> str:
     """A sleep task as plain shell: no interpreter start-up (~0.1 s of CPU per task), so a
     sweep on a 2-core machine measures the scheduler, not Python starting 32 times at once.
-    Same output file, stdout line and exit status as ``lasair_parallel.apps.busy.task``."""
+    Same output file, stdout line and exit status as ``lasair_parallel.apps.busy.task``.
+    ``slow = (address, factor)``: on the worker reached at that address, sleep factor x longer
+    (a deliberately slow host, seen in $SSH_CONNECTION: "client port server port")."""
     cmd = f"sleep {seconds}"
+    if slow:
+        cmd = (f'case "$SSH_CONNECTION" in *" {slow[0]} "*) sleep {round(seconds * slow[1], 3)};; '
+               f"*) sleep {seconds};; esac")
     for q in outputs:  # shell words naming the files (tasks.model.run_path): no rewriting
         cmd += (f' && mkdir -p "$(dirname {q})"'
                 f" && echo 'busy {i} {float(seconds)} sleep' > {q}.tmp$$ && mv {q}.tmp$$ {q}")
@@ -184,7 +195,7 @@ def pieces(seconds: float, piece: float) -> tuple[int, float]:
 
 
 def shell_split(i: int, seconds: float, piece: float, run_dir, outputs: bool,
-                fail_attempts: int) -> str:
+                fail_attempts: int, slow: tuple[str, float] | None = None) -> str:
     """A shell sleep task that spawns its pieces (one Task JSON per line on
     $PARALLEL_SPAWN_FD, the protocol any program may speak) and sleeps the remainder."""
     n, rest = pieces(seconds, piece)
@@ -192,7 +203,8 @@ def shell_split(i: int, seconds: float, piece: float, run_dir, outputs: bool,
     for k in range(1, n):
         out = [run_dir / "out" / f"busy-{i:05d}-p{k:03d}.txt"] if outputs else []
         t = Task(id=f"busy-{i:05d}-p{k:03d}", weight=piece, outputs=tuple(map(str, out)),
-                 command=shell_sleep(i, piece, [run_path(o, run_dir) for o in out], False))
+                 command=shell_sleep(i, piece, [run_path(o, run_dir) for o in out], False,
+                                     slow))
         lines.append(shlex.quote(json.dumps(t.to_json(), separators=(",", ":"))))
     cmd = f"printf '%s\\n' {' '.join(lines)} >/dev/fd/$PARALLEL_SPAWN_FD && " if lines else ""
     if fail_attempts:
@@ -200,4 +212,4 @@ def shell_split(i: int, seconds: float, piece: float, run_dir, outputs: bool,
                 f'attempt $PARALLEL_ATTEMPT fails after spawning (--fail-attempts)" >&2; '
                 "exit 1; }; } && ")
     mine = [run_path(run_dir / "out" / f"busy-{i:05d}.txt", run_dir)] if outputs else []
-    return cmd + shell_sleep(i, rest, mine, False)
+    return cmd + shell_sleep(i, rest, mine, False, slow)

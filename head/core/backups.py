@@ -64,9 +64,13 @@ class Backups:
                 tid = r.task.id
                 if tid in self.copies or self.dyn.twin_running(r) or r.key not in self.dyn.began:
                     continue
-                pred = self.dyn.rates.predict(r.task, h.label)
-                if pred is None:
+                # The shorter of its host's and the run's prediction: a host that is slow
+                # every time is still a straggler's host, and a copy elsewhere gains.
+                preds = [p for p in (self.dyn.rates.predict(r.task, h.label),
+                                     self.dyn.rates.predict(r.task)) if p is not None]
+                if not preds:
                     continue
+                pred = min(preds)
                 due = self.dyn.began[r.key] + max(pred * BACKUP_FACTOR, pred + BACKUP_MIN_EXTRA)
                 if now < due:
                     soonest = min(soonest, due)
