@@ -233,3 +233,25 @@ def test_halt_now_stops_at_first_failure(sshbed, tmp_path):
     assert "halted" in p.stderr
     n = journal(tmp_path / "runs" / "halt").execute("SELECT COUNT(*) FROM attempts").fetchone()[0]
     assert n < 21
+
+
+def test_parallel_clean_removes_the_runs_worker_folders(sshbed, tmp_path):
+    """Worker-side run folders were never removed; now `parallel clean RUN` does it (and
+    only that run's: another run directory of the same name keeps its folder)."""
+    remote = tmp_path / "remote"
+    hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=False,
+                                    hosts=sshbed.hosts[:2], workdir=remote)
+    for rd in ("a", "b"):
+        p = parallel("run", "apps/busy", "--workers", hosts, "--ssh-config", sshbed.ssh_config,
+                     "--run-dir", tmp_path / rd, "--name", "same", "-q", "--", "--count", "4",
+                     "--seconds", "0", "--mode", "sleep", "--outputs", cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+    assert len(list((remote / "lasair-runs").iterdir())) == 2
+    p = parallel("clean", tmp_path / "a", "--ssh-config", sshbed.ssh_config, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert len(p.stdout.strip().splitlines()) == 2 and "removed lasair-runs/same-" in p.stdout
+    left = list((remote / "lasair-runs").iterdir())
+    assert len(left) == 1
+    # ...the other run's folder, which still holds its outputs
+    assert len(list((left[0] / "out").iterdir())) == 4
+    assert (tmp_path / "a" / "journal.sqlite").exists()  # the head's run directory is kept

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import click
+from lasair_parallel.head.cli.clean import register as register_clean
 from lasair_parallel.head.cli.ops import register
 from lasair_parallel.head.version import head_version
 from lasair_parallel.head.views.status import find_run, render, summary
@@ -361,6 +362,7 @@ def logs(run: str, task: str, attempt: int | None, only: str | None) -> None:
 
 
 register(main, fail, USER_ERRORS)
+register_clean(main, fail, USER_ERRORS)
 
 
 if __name__ == "__main__":
