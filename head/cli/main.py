@@ -45,6 +45,21 @@ class _Group(click.Group):
             fail(f"the run's journal.sqlite cannot be read ({e}): it is empty, corrupt or not "
                  "this program's; give the directory of a run this program made")
 
+    # Subgroups (`hosts`) are of this class too: the same errors, the same command list.
+    group_class = type
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command's summary whole, wrapped: click cuts them to the terminal's width
+        with "...", so a summary longer than ~50 characters lost its end."""
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(head_version() or "0+unknown", "-V", "--version",
