@@ -169,6 +169,7 @@ def prepare(work: str | os.PathLike | Sequence[str | Task], workers=None, *,
             retries: int = 0, retry_delay: float = 1.0, timeout: float | None = None,
             halt: str = "never", heartbeat_timeout: float = 10.0, memfree: int | None = None,
             ssh_config: str | None = None, verify_host_keys: bool = True,
+            clean_workers: bool = False,
             hosts_file: str | None = None, task_seconds: float | None = None,
             backups: bool = True, spawn_depth: int = SPAWN_DEPTH,
             spawn_max: int = SPAWN_MAX) -> Prepared:
@@ -184,6 +185,7 @@ def prepare(work: str | os.PathLike | Sequence[str | Task], workers=None, *,
     opts = Options(retries=retries, retry_delay=retry_delay, timeout=timeout,
                    halt=HaltPolicy.parse(halt), heartbeat_timeout=heartbeat_timeout,
                    verify_host_keys=verify_host_keys, ssh_config=ssh_config, memfree=memfree,
+                   clean_workers=clean_workers,
                    task_seconds=task_seconds, backups=backups, spawn_depth=spawn_depth,
                    spawn_max=spawn_max)
     if task_seconds is not None and not task_seconds > 0:

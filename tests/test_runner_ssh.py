@@ -255,3 +255,15 @@ def test_parallel_clean_removes_the_runs_worker_folders(sshbed, tmp_path):
     # ...the other run's folder, which still holds its outputs
     assert len(list((left[0] / "out").iterdir())) == 4
     assert (tmp_path / "a" / "journal.sqlite").exists()  # the head's run directory is kept
+
+
+def test_clean_workers_removes_the_worker_folder_at_the_end(sshbed, tmp_path):
+    remote = tmp_path / "remote"
+    hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2, shared_fs=False,
+                                    hosts=sshbed.hosts[:1], workdir=remote)
+    p = parallel("run", "apps/busy", "--workers", hosts, "--ssh-config", sshbed.ssh_config,
+                 "--clean-workers", "-q", "--", "--count", "3", "--seconds", "0", "--mode",
+                 "sleep", "--outputs", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert len(list((tmp_path / "runs" / "busy" / "out").iterdir())) == 3  # copied back first
+    assert list((remote / "lasair-runs").iterdir()) == []

@@ -98,6 +98,9 @@ def main(verbose: int) -> None:
               help="An ssh_config file to use instead of ~/.ssh/config.")
 @click.option("--no-host-key-check", is_flag=True,
               help="Do not verify worker host keys (insecure; prints a warning).")
+@click.option("--clean-workers", is_flag=True,
+              help="At the end, remove the run's folders on workers that do not share this "
+                   "machine's files (as `parallel clean RUN`).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 @click.option("--stream-to", help="Load streamed rows into this database as they arrive "
               "(a csv_to_database URL: sqlite:///x.db or mysql://user@host/db).")
@@ -120,7 +123,8 @@ def main(verbose: int) -> None:
 def run(ctx: click.Context, app: str | None, tasks_file: str | None, workers: str | None,
         procs: int | None, retries: int, retry_delay: float, timeout: float | None, halt: str,
         name: str | None, run_dir: str | None, heartbeat_timeout: float, memfree: str | None,
-        ssh_config: str | None, no_host_key_check: bool, quiet: bool, stream_to: str | None,
+        ssh_config: str | None, no_host_key_check: bool, clean_workers: bool, quiet: bool,
+        stream_to: str | None,
         stream_table: str | None, stream_create: bool, task_seconds: float | None,
         no_backups: bool, spawn_depth: int, spawn_max: int, serve_port: int | None,
         show_help: bool) -> None:
@@ -153,6 +157,7 @@ def run(ctx: click.Context, app: str | None, tasks_file: str | None, workers: st
             heartbeat_timeout=heartbeat_timeout,
             memfree=_parse_size(memfree) if memfree else None, ssh_config=ssh_config,
             verify_host_keys=not no_host_key_check, hosts_file=hosts_file,
+            clean_workers=clean_workers,
             task_seconds=task_seconds, backups=not no_backups, spawn_depth=spawn_depth,
             spawn_max=spawn_max)
     except ParallelError as e:

@@ -20,6 +20,7 @@ import json
 import os
 import posixpath
 import re
+import shlex
 from pathlib import Path
 
 from gevent.lock import RLock
@@ -69,6 +70,15 @@ class Stager:
 
     def close(self) -> None:
         self._client = None
+
+    def remove_remote(self) -> None:
+        """Remove this run's folder on the worker (``--clean-workers``)."""
+        with self._lock:
+            client = self._conn()
+            out = client.run_command(f"rm -rf -- {shlex.quote(self.remote_run)}")
+            client.wait_finished(out)
+            if out.exit_code != 0:
+                raise OSError(f"rm exited {out.exit_code}: {' '.join(out.stderr or [])[:200]}")
 
     def remote(self, path: str) -> str:
         """The worker's path for a head path (inside the run directory, or an input)."""

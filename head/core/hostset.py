@@ -8,12 +8,16 @@ the scheduler's gevent loop (one thread), so no method needs a lock.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import gevent
 
 if TYPE_CHECKING:
     from lasair_parallel.head.core.scheduler import HostState
+
+
+log = logging.getLogger(__name__)
 
 
 class HostSet:
@@ -54,6 +58,17 @@ class HostSet:
     def changed(self) -> None:
         """Tell the progress display that hosts or counts changed."""
         self.on_change(self)  # type: ignore[attr-defined]
+
+    def clean_worker_folders(self) -> None:
+        """``--clean-workers``: remove this run's folder on each worker that had one (a
+        copy of the run directory), in parallel; a host that fails is logged, not fatal."""
+        stagers = [h.stager for h in self.hosts if h.stager is not None]
+        jobs = [gevent.spawn(s.remove_remote) for s in stagers]
+        gevent.joinall(jobs, timeout=30)  # an rm -rf of a run folder: seconds at most
+        for s, g in zip(stagers, jobs, strict=True):
+            if not g.successful():
+                log.warning("%s: could not remove %s (%s); `parallel clean` retries",
+                            s.spec.label, s.remote_run, g.exception or "timed out")
 
     def stop_loops(self) -> None:
         """At the end of a run: stop host loops that have nothing to finish.

@@ -49,6 +49,7 @@ class Options:
     heartbeat_timeout: float = 10.0  # 10 missed beats: a GC pause or a busy worker is not "down"
     verify_host_keys: bool = True
     ssh_config: str | None = None
+    clean_workers: bool = False  # remove worker-side run folders at the end (hostset.py)
     memfree: int | None = None  # bytes; do not start tasks on a host with less available
     # The lasair-parallel version workers must run (app runs: the head's own); a worker whose
     # agent reports another is refused, with a message saying to deploy.

@@ -132,6 +132,8 @@ class Scheduler(HostSet):
         for h in self.hosts:
             self.start_host(h)
         self.finished.wait()
+        if self.opts.clean_workers:
+            self.clean_worker_folders()
         self._close_all()
         self.stop_loops()
 
