@@ -181,7 +181,10 @@ def render(s: dict) -> str:
         seen = ""
         if h.get("last_seen") and s.get("live"):
             seen = f", seen {time.time() - h['last_seen']:.0f}s ago"
-        lines.append(f"    {h['host']:<24} {h.get('state') or '?':<10} {tasks}; "
+        # A host's state is as the head last saw it: "up" means little once the head is gone.
+        state = h.get("state") or "?"
+        state = state if s.get("live") else f"was {state}"
+        lines.append(f"    {h['host']:<24} {state:<10} {tasks}; "
                      f"attempts: {tries}{seen}")
     if s["failures"]:
         lines.append("  failures (latest first; `parallel logs RUN TASK` prints the output):")
