@@ -18,7 +18,6 @@ large part of it, else an ordered read; the row-by-row reads above are the fallb
 
 from __future__ import annotations
 
-import configparser
 import itertools
 import os
 import re
@@ -29,19 +28,22 @@ from urllib.parse import parse_qs, quote, unquote, urlparse
 
 import numpy as np
 from lasair_parallel.apps.rebuild_objects.sources.arrow_read import (
-    SAMPLE,
     ArrowFallback,
     ArrowSql,
-    choose,
     list_all,
     read_block,
-    unclustered_share,
 )
 from lasair_parallel.apps.rebuild_objects.sources.base import (
     FLOAT_COLUMNS,
     Detections,
     clean_ssnamenr,
     concat,
+)
+from lasair_parallel.apps.rebuild_objects.sources.sql_arrow import (
+    connectorx_module,
+    mysql_arrow,
+    mysql_decide,
+    sqlite_decide,
 )
 
 PAGE = 50_000  # objects per listing page: one round trip per ~1 MB of ids
@@ -238,43 +240,6 @@ def _to_detections(listing: list, a: np.ndarray, names: list, inf_is_null: bool)
     return Detections(ids, counts, cols, ss, None)
 
 
-def _connectorx():
-    """The connectorx module, or None (not installed, or pyarrow missing: the row path)."""
-    try:
-        import connectorx
-        import pyarrow  # noqa: F401  (connectorx returns pyarrow tables)
-    except ImportError:
-        return None
-    return connectorx
-
-
-def sqlite_decide(src: SqlSource, first: str, last: str) -> str:
-    """"scan" when no index serves the block (query plan); else from a sample of the index:
-    rows stored by object -> "seek", scattered -> ``choose`` by the block's share."""
-    import sqlite3
-
-    cur = src.conn().cursor()
-    t = src.table
-    plan = " ".join(str(r[-1]) for r in cur.execute(
-        f"EXPLAIN QUERY PLAN SELECT candid FROM {t} WHERE objectId BETWEEN ? AND ?",
-        (first, last)))
-    if "INDEX" not in plan.upper():
-        return "scan"  # the ordered read would scan (and sort) anyway
-    try:
-        rowids = [r[0] for r in cur.execute(
-            f"SELECT rowid FROM {t} WHERE objectId BETWEEN ? AND ? ORDER BY objectId "
-            f"LIMIT {SAMPLE}", (first, last))]
-        table_rows = cur.execute(f"SELECT max(rowid) FROM {t}").fetchone()[0] or 0
-    except sqlite3.OperationalError:  # WITHOUT ROWID: stored in primary-key order
-        return "seek"
-    clustered = unclustered_share(rowids) < 0.5
-    if clustered:
-        return "seek"
-    block_rows = cur.execute(f"SELECT count(*) FROM {t} WHERE objectId BETWEEN ? AND ?",
-                             (first, last)).fetchone()[0]
-    return choose(clustered, block_rows, table_rows)
-
-
 def sqlite_source(spec: str) -> SqlSource:
     """``sqlite:///abs/path.db`` or ``sqlite:relative.db`` (``?table=``, ``?reader=``)."""
     import sqlite3
@@ -294,7 +259,7 @@ def sqlite_source(spec: str) -> SqlSource:
         return sqlite3.connect(uri, uri=True, isolation_level=None)
 
     arrow = None
-    cx = _connectorx()
+    cx = connectorx_module()
     if cx is not None and _PATH_OK.match(resolved) and IDENT.match(table):
         # connectorx opens the file itself (it exists: checked above); its SELECTs never write
         def fetch(sql: str):
@@ -304,74 +269,6 @@ def sqlite_source(spec: str) -> SqlSource:
     # SQLite reads the literal 1e999 as +inf: NULL floats come back as -inf (see numeric_select).
     return SqlSource(connect, table, "?", "BEGIN", spec, missing="-1e999", arrow=arrow,
                      reader=q.get("reader", "auto"), decide=sqlite_decide)
-
-
-def mysql_decide(src: SqlSource, first: str, last: str) -> str:
-    """InnoDB stores rows in primary-key order: a table whose key starts with objectId is
-    clustered ("seek"); otherwise ``choose`` by whether the block (the optimizer's estimate from
-    index dives) is more than 1 / SEEK_OVER_SCAN of the table (its row estimate)."""
-    with src.conn().cursor() as cur:
-        cur.execute("SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA"
-                    " = DATABASE() AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' ORDER BY "
-                    "SEQ_IN_INDEX LIMIT 1", (src.table,))
-        row = cur.fetchone()
-        if row and str(row[0]).lower() == "objectid":
-            return "seek"
-        cur.execute(f"EXPLAIN SELECT candid FROM {src.table} WHERE objectId BETWEEN %s AND %s",
-                    (first, last))
-        names = [d[0].lower() for d in cur.description]
-        plan = cur.fetchone()
-        if plan is None or plan[names.index("key")] is None:
-            return "scan"  # no index serves the block: the ordered read would scan and sort
-        block_rows = int(plan[names.index("rows")] or 0)
-        cur.execute("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = "
-                    "DATABASE() AND TABLE_NAME = %s", (src.table,))
-        table_rows = int((cur.fetchone() or (0,))[0] or 0)
-    return choose(False, block_rows, table_rows)
-
-
-def option_file_client(path: str) -> dict:
-    """The [client] section of a MySQL option file (user, password, host, port), or {}."""
-    cp = configparser.ConfigParser(allow_no_value=True, interpolation=None, strict=False)
-    try:
-        cp.read(path)
-    except configparser.Error:
-        return {}
-    if not cp.has_section("client"):
-        return {}
-    return {k: (v or "").strip().strip("'\"") for k, v in cp.items("client")}
-
-
-def mysql_arrow(kw: dict, table: str) -> ArrowSql | None:
-    """connectorx over TCP with the pymysql connection's login.  The URL (which must carry the
-    password) is built here, handed to connectorx in-process and never printed: errors are
-    scrubbed of it.  The driver (Rust `mysql` crate) answers a server's LOCAL INFILE request
-    with an error when no handler is set, and connectorx sets none."""
-    cx = _connectorx()
-    if cx is None or "unix_socket" in kw:
-        return None
-    conf = option_file_client(kw["read_default_file"]) if "read_default_file" in kw else {}
-    password = kw.get("password", conf.get("password", ""))
-    user = kw.get("user", conf.get("user", ""))
-    host = kw.get("host", conf.get("host", "localhost"))
-    port = int(kw.get("port", conf.get("port", 3306)))
-    db = kw.get("database")
-    if not db:
-        return None
-    url = (f"mysql://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
-           f"{quote(db, safe='')}?cxprotocol=text")
-    secrets = [s for s in (password, quote(password, safe=""), url) if s]
-
-    def fetch(sql: str):
-        try:
-            return cx.read_sql(url, sql, return_type="arrow")
-        except Exception as e:
-            msg = str(e)
-            for s in secrets:
-                msg = msg.replace(s, "***")
-            raise ArrowFallback(f"connectorx: {type(e).__name__}: {msg}") from None
-
-    return ArrowSql(fetch, table, "`", "USE INDEX ()", server_sorts=True)
 
 
 def mysql_source(spec: str) -> SqlSource:
