@@ -51,7 +51,11 @@ def main() -> None:
           f"({time.perf_counter() - t:.1f} s, not timed)", flush=True)
     bed = start_bed(work / "bed", n=4)
     try:
-        hosts = bed.write_hosts_yaml(work / "hosts.yaml", procs=1)
+        # The 4 loopback hosts share this machine's filesystem (the database file, the run
+        # directory): say so, as a cluster with a shared filesystem would.  Without it the
+        # runner sends inputs and copies shards back per host into one remote work dir that
+        # all four hosts share here, and copy-backs collided (2 of 33 / 65 tasks failed).
+        hosts = bed.write_hosts_yaml(work / "hosts.yaml", procs=1, shared_fs=True)
         cmd = [sys.executable, "-m", "lasair_parallel.head.cli.main", "bench",
                str(ROOT / "apps" / "rebuild_objects"), "--workers", str(hosts),
                "--ssh-config", str(bed.ssh_config), "--sweep-workers", a.workers,
