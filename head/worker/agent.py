@@ -404,6 +404,9 @@ class Agent:
         # The group may outlive its leader (a backgrounded child): finish it off so a finished
         # task leaves nothing behind.
         self._kill_hard(p.pid)
+        # Orphans too, before waiting for the task's pipes to close: a daemon that inherited
+        # one would hold it open (and the exit event back) for as long as it lives.
+        self.kill_orphans(key)
         for reader in (m.get("_reader"), m.get("_spawns")):
             if reader is not None:
                 reader.join()  # every streamed row and spawn goes out before the exit event
@@ -458,10 +461,20 @@ class Agent:
             if not found:
                 return
 
+    def alive(self):
+        """Tell the guardian we are alive, every heartbeat period.
+
+        A thread of its own, not the heartbeat's: sending to the head may block for long
+        (a full channel: streamed rows the head is slow to take), and that is no reason to
+        fence.  A frozen agent (SIGSTOP, a stuck interpreter) stops this thread too.
+        """
+        while True:
+            time.sleep(self.heartbeat)
+            self.tell_guardian(b"h", 0)
+
     def beat(self):
         while True:
             time.sleep(self.heartbeat)
-            self.tell_guardian(b"h", 0)  # alive: the guardian fences a silent agent
             self.send({"ev": "hb", "t": time.time(), "memfree": _memfree(), "load": _load(),
                        "running": len(self.tasks)})
 
@@ -480,6 +493,7 @@ class Agent:
                    "executable": sys.executable, "cwd": os.getcwd(), "memfree": _memfree(), "load": _load(),
                    "disk_free": _disk_free(), "version": _project_version()})
         threading.Thread(target=self.beat, daemon=True).start()
+        threading.Thread(target=self.alive, daemon=True).start()
         for line in sys.stdin.buffer:
             try:
                 m = json.loads(line)
