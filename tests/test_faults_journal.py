@@ -82,14 +82,14 @@ def small_disk(tmp_path):
 
 
 def fill(path: Path) -> None:
-    """Write zeros to ``path`` until the filesystem is full."""
-    with open(path, "wb") as f:
-        try:
+    """Write zeros to ``path`` until the filesystem is full (it may be already)."""
+    try:
+        with open(path, "wb") as f:
             while True:
                 f.write(b"\0" * 65536)
                 f.flush()
-        except OSError:
-            pass
+    except OSError:
+        pass  # ENOSPC: full, which is the point (raised by a write or by the final flush)
 
 
 def test_full_disk_stops_the_run_kills_tasks_and_resumes(tmp_path, small_disk):
