@@ -45,7 +45,7 @@ def runs_of(tmp_path: Path) -> list[int]:
 
 def test_frozen_agents_tasks_are_fenced_before_they_run_elsewhere(fresh_bed, tmp_path):
     """SIGSTOP one agent: before, its tasks kept running and finished too (72 runs for 64)."""
-    token = f"3.{time.time_ns() % 10**6:06d}"
+    token = f"5.{time.time_ns() % 10**6:06d}"  # outlasts the fence (2 s) with room to spare
     hosts = fresh_bed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2,
                                        hosts=fresh_bed.hosts[:2], shared_fs=True)
     tl = counting_tasks(tmp_path, 4, token)
@@ -74,7 +74,9 @@ def test_frozen_agents_tasks_are_fenced_before_they_run_elsewhere(fresh_bed, tmp
 def test_reconnecting_head_kills_leftovers_of_a_frozen_agent(fresh_bed, tmp_path):
     """Agent and guardian both frozen (a paused VM's processes): the next agent on the host
     kills them, so their tasks die before running there again."""
-    token = f"4.{time.time_ns() % 10**6:06d}"
+    # Long enough to outlast the heartbeat timeout, the reconnect backoff and a loaded
+    # machine's handshake: the old tasks must not finish before the new agent kills them.
+    token = f"8.{time.time_ns() % 10**6:06d}"
     hosts = fresh_bed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2,
                                        hosts=fresh_bed.hosts[:1], shared_fs=True)
     tl = counting_tasks(tmp_path, 2, token)
