@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import resource
 import socket
-import threading
 import time
 
-import lasair_parallel as lp
 from helpers import parallel
+
+import lasair_parallel as lp
 
 
 def test_head_works_with_descriptors_above_fd_setsize(sshbed, tmp_path):
@@ -64,3 +64,26 @@ def test_an_unreachable_host_does_not_hold_the_end_of_the_run(sshbed, tmp_path):
         assert took < 6, took
     finally:
         hole.close()
+
+
+def test_many_host_entries_with_descriptors_above_1024(sshbed, tmp_path):
+    """Many host entries (aliases of the bed's four hosts, by `name:`), every connection on a
+    descriptor above 1024.  Not 1,000: that needs 1,000 agents and sshd sessions (~15 GB),
+    and handshakes here come up at ~1.5 per second on a loaded 2-core machine."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        workers = [lp.Worker(host=h.addr, port=h.port, user=sshbed.user,
+                             identity=str(sshbed.identity), procs=1, name=f"alias{i}-{j}")
+                   for i, h in enumerate(sshbed.hosts) for j in range(10)]
+        result = lp.run([f"sleep 0.5; echo {i}" for i in range(80)], workers=workers,
+                        ssh_config=str(sshbed.ssh_config), run_dir=tmp_path / "run")
+        assert result.ok, result.reason
+        assert len(result.succeeded) == 80
+        used = {t.last.host for t in result.succeeded}
+        assert len(used) >= 8, len(used)  # entries of every kind connected and ran tasks
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
