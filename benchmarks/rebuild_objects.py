@@ -2,8 +2,10 @@
 
     python benchmarks/rebuild_objects.py [--objects 128000] [--reference 2000]
 
-128,000 synthetic objects (Lasair's benchmark size) are written to a SQLite file (setup, not
-timed), then one task reads them by key range, computes the features and writes one shard: the
+128,000 real-shaped objects (Lasair's benchmark size: the bundled real sample replicated under new
+ids, rows inserted in jd order across all objects, index on (objectId, jd) only, i.e. not
+clustered by object; ``--table synthetic`` for the older synthetic table sorted by object) are
+written to a SQLite file (setup, not timed), then one task reads them by key range, computes the features and writes one shard: the
 worker's command (``python -m lasair_parallel.apps.rebuild_objects.task``) as a subprocess, so its peak memory
 (ru_maxrss) is the task's own, not the set-up's.  The feature step is also timed alone, on the
 block as the task reads it (sorted by the SQL index) and on the generator's block (rows out of
@@ -28,7 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from lasair_parallel.apps.rebuild_objects.features import compute_features  # noqa: E402
 from lasair_parallel.apps.rebuild_objects.sources import open_source  # noqa: E402
-from lasair_parallel.apps.rebuild_objects.sources.dbwrite import write_sqlite  # noqa: E402
+from lasair_parallel.apps.rebuild_objects.sources.dbwrite import (  # noqa: E402
+    LIVE_INDEX_COLUMNS,
+    write_sqlite,
+)
+from lasair_parallel.apps.rebuild_objects.sources.replicate import (  # noqa: E402
+    arrival_order,
+    replicated_sample,
+)
 from reference_features import reference_features, rows_of  # noqa: E402
 
 LASAIR_S_PER_OBJECT = 7828 / 128_000  # anchors.md section 1
@@ -92,17 +101,22 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--objects", type=int, default=128_000)
     p.add_argument("--reference", type=int, default=2000)
+    p.add_argument("--table", choices=("live", "synthetic"), default="live")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        syn = open_source(f"synthetic:{a.objects}")
-        ids, _ = syn.list_objects()
-        det = syn.read_range(ids[0], ids[-1])
         t = time.perf_counter()
-        write_sqlite(tmp / "synthetic.db", det)
-        print(f"setup: {a.objects} synthetic objects written to SQLite in "
+        if a.table == "live":
+            det = replicated_sample(a.objects)
+            write_sqlite(tmp / "live.db", det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS)
+        else:
+            syn = open_source(f"synthetic:{a.objects}")
+            ids, _ = syn.list_objects()
+            det = syn.read_range(ids[0], ids[-1])
+            write_sqlite(tmp / "live.db", det)
+        print(f"setup: {a.objects} {a.table} objects written to SQLite in "
               f"{time.perf_counter() - t:.1f} s (not timed below)")
-        bench("synthetic-sqlite", f"sqlite:///{tmp}/synthetic.db", det, a.reference, tmp)
+        bench(f"{a.table}-sqlite", f"sqlite:///{tmp}/live.db", det, a.reference, tmp)
         sample = open_source("sample")
         sids, _ = sample.list_objects()
         bench("real-sample", "sample", sample.read_range(sids[0], sids[-1]), 364, tmp)
