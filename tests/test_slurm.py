@@ -8,6 +8,7 @@ SLURM_CPUS_PER_TASK) into their outputs.
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 
 import pytest
@@ -22,6 +23,16 @@ def slurm_hosts(path, procs=2, name="cluster", **opts) -> str:
         lines += [f"      {k}: {v}" for k, v in opts.items()]
     path.write_text("\n".join(lines) + "\n")
     return str(path)
+
+
+def finish(proc, timeout: float = 120) -> tuple[str, str]:
+    """Wait for a run started by the test; a run still going after ``timeout`` is killed
+    (by its PID), so a failing test leaves no head behind."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
 
 
 def job_of(run) -> str:
@@ -110,10 +121,8 @@ def test_scancel_loses_the_host_and_requeues(slurm, tmp_path):  # noqa: F811
                  == 2, timeout=60)
         job = job_of(run)
         slurm.run("scancel", job)
-        out, err = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        out, err = finish(proc)
     assert proc.returncode == 0, out + err
     db = journal(run)
     outcomes = db.execute("SELECT task_id, attempt, outcome FROM attempts "
@@ -141,7 +150,7 @@ def test_pending_allocation_shows_waiting_for_slurm(slurm, tmp_path):  # noqa: F
         assert count(run, "SELECT COUNT(*) FROM attempts") == 0  # nothing started meanwhile
     finally:
         slurm.run("scancel", blocker_job, check=False)
-    out, err = proc.communicate(timeout=120)
+        out, err = finish(proc)
     assert proc.returncode == 0, out + err
     assert count(run, "SELECT COUNT(*) FROM attempts WHERE outcome = 'ok'") == 1
 
@@ -157,7 +166,7 @@ def test_two_runs_share_the_node(slurm, tmp_path):  # noqa: F811
         procs.append(start_parallel("run", "--tasks", "tasks.txt", "--workers", hosts,
                                     "--name", name, cwd=d))
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        out, err = finish(p)
         assert p.returncode == 0, out + err
     spans = {}
     for name in ("a", "b"):
@@ -236,7 +245,7 @@ def test_preemption_is_recorded_and_retried(slurm, tmp_path):  # noqa: F811
     finally:
         if urgent:
             slurm.run("scancel", urgent, check=False)
-    out, err = proc.communicate(timeout=120)
+        out, err = finish(proc)
     assert proc.returncode == 0, out + err
     db = journal(run)
     first = db.execute("SELECT outcome, reason FROM attempts WHERE attempt = 1").fetchall()

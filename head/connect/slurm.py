@@ -305,9 +305,15 @@ class SlurmConnection(LocalConnection):
         return super()._read()
 
     def _shutdown(self) -> None:
-        if self._salloc is not None:  # still pending: salloc withdraws its job on SIGINT
+        salloc = self._salloc
+        if salloc is not None:  # still pending: salloc withdraws its job on SIGINT
             try:
-                self._salloc.send_signal(signal.SIGINT)
+                salloc.send_signal(signal.SIGINT)
+                salloc.wait(timeout=5)
+            except gsubprocess.TimeoutExpired:
+                # It ignores signals while it cannot reach the controller: end it; the
+                # scancel below withdraws the job if it got one.
+                salloc.kill()
             except OSError:
                 pass
         for step in [*self._idle, *self._by_task.values()]:
@@ -317,7 +323,7 @@ class SlurmConnection(LocalConnection):
         if self.job_id is not None:
             # Our allocation: give it back now rather than at its time limit.
             try:
-                gsubprocess.run([_bin("scancel"), self.job_id], timeout=30,
+                gsubprocess.run([_bin("scancel"), self.job_id], timeout=10,
                                 stdout=gsubprocess.DEVNULL, stderr=gsubprocess.DEVNULL)
             except (OSError, gsubprocess.SubprocessError) as e:
                 log.warning("scancel %s: %s", self.job_id, e)
