@@ -252,3 +252,25 @@ def test_preemption_is_recorded_and_retried(slurm, tmp_path):  # noqa: F811
     assert [r[0] for r in first] == ["preempted", "preempted"], first
     assert any("PREEMPTION" in (r[1] or "") for r in first)
     assert db.execute("SELECT COUNT(*) FROM tasks WHERE state = 'done'").fetchone()[0] == 2
+
+
+def test_sigterm_while_pending_withdraws_the_job(slurm, tmp_path):  # noqa: F811
+    """Stopping a run whose allocation is still pending ends it and leaves no job queued."""
+    blocker = slurm.run("salloc", "--no-shell", f"--cpus-per-task={slurm.cpus}", "--mem=100")
+    blocker_job = re.search(r"allocation (\d+)", blocker.stderr)[1]
+    hosts = slurm_hosts(tmp_path / "hosts.yaml", procs=1, mem_per_task="100M")
+    (tmp_path / "tasks.txt").write_text("echo ran\n")
+    proc = start_parallel("run", "--tasks", "tasks.txt", "--workers", hosts, "--name", "t",
+                          cwd=tmp_path)
+    run = tmp_path / "runs" / "t"
+    try:
+        wait_for(lambda: count(run, "SELECT COUNT(*) FROM hosts WHERE state = "
+                                    "'waiting for Slurm'") == 1, timeout=30)
+        proc.terminate()
+        out, err = finish(proc, timeout=30)
+        assert proc.returncode != 0 and proc.returncode is not None, out + err
+        queued = slurm.run("squeue", "-h", "-o", "%i %j").stdout
+        assert "lasair-parallel" not in queued, queued  # our pending job was withdrawn
+    finally:
+        slurm.run("scancel", blocker_job, check=False)
+        finish(proc, timeout=5)
