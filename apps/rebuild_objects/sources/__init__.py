@@ -2,7 +2,8 @@
 
 Specs: ``sample`` (the bundled real ZTF data), ``csv:PATH``, ``synthetic:N[:SEED]``,
 ``sqlite:///path.db``, ``mysql://user@host:port/db`` and ``cassandra://h1,h2:9042/keyspace``
-(query options: ``?table=candidates``; mysql also ``unix_socket=``).  Every source lists its
+(query options: ``?table=candidates``; sqlite and mysql also ``?reader=auto|scan|seek|rows``,
+how a block is read, see ``sql``; mysql also ``unix_socket=``).  Every source lists its
 objects in a stable order with detection counts and reads a block of objects in a few batched
 queries.
 """
