@@ -12,6 +12,7 @@ copied back).  Prints the bench's table next to Lasair's stated one (anchors.md 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,7 @@ def main() -> None:
             print(f"| {p} | " + " | ".join(str(v) for v in row) + " |")
     finally:
         bed.stop()
+        shutil.rmtree(work, ignore_errors=True)
     with open("/proc/loadavg") as f:
         print("load average", " ".join(f.read().split()[:3]))
 
