@@ -11,4 +11,9 @@ Conventions (shared by every module here):
   pointing to the right of someone walking along the strike azimuth; yr = along strike.
 * Scarp model z = A erf(xr / (2 sqrt(kt))): A > 0 means the ground is up on the right-hand side
   of the strike (towards azimuth theta + 90); the total offset is 2 |A|.
+
+Pipeline: matching.py fits every (strike, kt) template per pixel; nullmodel.py says how many
+independent samples a window holds on this DEM (n_eff) and what SNR a per-pixel false-alarm rate
+needs; detect.py applies that threshold and physical limits and thins to the ridge; traces.py
+links ridge pixels into segments (detections.csv, schema/scarp_segments.sql).
 """
