@@ -277,7 +277,7 @@ def mysql_source(spec: str) -> SqlSource:
     The password comes from MYSQL_PWD or the option file (default ~/.my.cnf, [client]); a
     password in the URL is refused so it never reaches argv or the run journal.
     """
-    from lasair_parallel.csv_to_database.targets import connect_untrusted
+    from lasair_parallel.csv_to_database.targets import connect_untrusted, tls_asked
 
     u = urlparse(spec)
     if u.password:
@@ -308,7 +308,10 @@ def mysql_source(spec: str) -> SqlSource:
         return connect_untrusted(q, kw.get("read_default_file"), **kw)
 
     table = q.get("table", "candidates")
+    # connectorx opens its own connections and honours no TLS option: when the user asked for
+    # TLS, every read goes through the guarded pymysql connection instead.
+    use_arrow = IDENT.match(table) and not tls_asked(q, kw.get("read_default_file"))
     return SqlSource(connect, table, "%s",
                      "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY", spec, "`",
-                     arrow=mysql_arrow(kw, table) if IDENT.match(table) else None,
+                     arrow=mysql_arrow(kw, table) if use_arrow else None,
                      reader=q.get("reader", "auto"), decide=mysql_decide)
