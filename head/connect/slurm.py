@@ -76,6 +76,7 @@ class SlurmConnection(LocalConnection):
         self._salloc: gsubprocess.Popen | None = None
         self._idle: list[_Step] = []  # steps waiting for a task of their shape
         self._by_task: dict[str, _Step] = {}  # running task key -> its step
+        self._unreported: list[str] = []  # tasks whose step ended with the allocation
         self._down = ""  # set by a step that saw the allocation go: the pump raises HostDown
 
     # -- the allocation and the sentinel
@@ -236,9 +237,11 @@ class SlurmConnection(LocalConnection):
                 self.on_event(ev)
             elif kind == "exit" and ev.get("key") == step.task:
                 self._by_task.pop(step.task, None)
-                if ev.get("sig") == signal.SIGKILL and not ev.get("timed_out"):
-                    # Under cgroups the kernel's OOM killer kills the task, not the step:
-                    # end the step and let slurmstepd's words decide.
+                killed = ev.get("sig") or (ev.get("rc") or 0) >= 128
+                if killed and not ev.get("timed_out"):
+                    # A task killed by a signal may be Slurm's doing: the OOM killer under
+                    # cgroups (SIGKILL), preemption or scancel (SIGTERM to the step).  End
+                    # the step and let slurmstepd's words at its end decide.
                     held = ev
                     self._close_stdin(p)
                     continue
@@ -266,12 +269,13 @@ class SlurmConnection(LocalConnection):
         elif _PREEMPT.search(stderr) and not ok:
             ev = dict(exit_ev or {"rc": None, "sig": None}, outcome="preempted",
                       reason=f"preempted by Slurm ({why})")
-        elif exit_ev is not None:
+        elif exit_ev is not None and (ok or not _CANCELLED.search(stderr)):
             ev = exit_ev
         elif _CANCELLED.search(stderr) or self.proc.poll() is not None:
             # The allocation is gone (scancel, time limit): the host is lost and its tasks
             # requeued, not failed.  The sentinel's end says so too; whichever comes first.
             self._down = f"Slurm job {self.job_id} ended: {why or 'step cancelled'}"
+            self._unreported.append(key)
             self._wake()
             return
         else:
@@ -291,6 +295,14 @@ class SlurmConnection(LocalConnection):
             # recorded as such rather than as lost with the host.  srun itself gives a
             # step up to KillWait + a few seconds.
             gevent.joinall([s.glet for s in self._by_task.values()], timeout=15)
+            if _PREEMPT.search(self.stderr_tail()) or _PREEMPT.search(self._down):
+                # The whole job was preempted: a task whose step ended without slurmstepd
+                # saying so (it was still starting) was preempted all the same.
+                for key in [*self._unreported, *self._by_task]:
+                    self.on_event({"ev": "exit", "key": key, "rc": None, "sig": None,
+                                   "t": time.time(), "missing_outputs": [],
+                                   "outcome": "preempted", "reason": "preempted by Slurm ("
+                                   + self.stderr_tail().splitlines()[0][:300] + ")"})
             raise
 
     def _wake(self) -> None:
