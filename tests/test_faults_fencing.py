@@ -33,9 +33,11 @@ def children(pid: int) -> list[int]:
 
 
 def counting_tasks(tmp_path: Path, n: int, seconds: str) -> Path:
-    """Tasks that sleep, then append their number to ``ran``: a count of completed runs."""
+    """Tasks that append their number to ``ran`` (a count of completed runs); a first
+    attempt sleeps ``seconds`` first (long: it must be killed, never outlasted), a rerun not."""
     tl = tmp_path / "work.txt"
-    tl.write_text("".join(f"sleep {seconds}; echo {i} >> {tmp_path}/ran\n" for i in range(n)))
+    tl.write_text("".join(f'[ "$PARALLEL_ATTEMPT" = 1 ] && sleep {seconds}; '
+                          f"echo {i} >> {tmp_path}/ran\n" for i in range(n)))
     return tl
 
 
@@ -45,7 +47,7 @@ def runs_of(tmp_path: Path) -> list[int]:
 
 def test_frozen_agents_tasks_are_fenced_before_they_run_elsewhere(fresh_bed, tmp_path):
     """SIGSTOP one agent: before, its tasks kept running and finished too (72 runs for 64)."""
-    token = f"5.{time.time_ns() % 10**6:06d}"  # outlasts the fence (2 s) with room to spare
+    token = f"30.{time.time_ns() % 10**6:06d}"
     hosts = fresh_bed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2,
                                        hosts=fresh_bed.hosts[:2], shared_fs=True)
     tl = counting_tasks(tmp_path, 4, token)
@@ -64,9 +66,9 @@ def test_frozen_agents_tasks_are_fenced_before_they_run_elsewhere(fresh_bed, tmp
         except ProcessLookupError:
             pass  # fenced: the guardian killed it
     assert proc.returncode == 0, err
-    time.sleep(float(token) + 1)  # long enough for an unfenced task to have finished
+    # The first attempts on the frozen host are dead (unfenced, they would finish later).
+    wait_for(lambda: processes_with(f"sleep {token}") == [], timeout=5)
     assert runs_of(tmp_path) == [0, 1, 2, 3]  # each task completed exactly once
-    assert processes_with(f"sleep {token}") == []
     lost = journal(run).execute("SELECT COUNT(*) FROM attempts WHERE outcome = 'lost'")
     assert lost.fetchone()[0] == 2
 
@@ -74,9 +76,7 @@ def test_frozen_agents_tasks_are_fenced_before_they_run_elsewhere(fresh_bed, tmp
 def test_reconnecting_head_kills_leftovers_of_a_frozen_agent(fresh_bed, tmp_path):
     """Agent and guardian both frozen (a paused VM's processes): the next agent on the host
     kills them, so their tasks die before running there again."""
-    # Long enough to outlast the heartbeat timeout, the reconnect backoff and a loaded
-    # machine's handshake: the old tasks must not finish before the new agent kills them.
-    token = f"8.{time.time_ns() % 10**6:06d}"
+    token = f"30.{time.time_ns() % 10**6:06d}"
     hosts = fresh_bed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=2,
                                        hosts=fresh_bed.hosts[:1], shared_fs=True)
     tl = counting_tasks(tmp_path, 2, token)
@@ -99,7 +99,7 @@ def test_reconnecting_head_kills_leftovers_of_a_frozen_agent(fresh_bed, tmp_path
             except ProcessLookupError:
                 pass
     assert proc.returncode == 0, err
-    time.sleep(float(token) + 1)
+    wait_for(lambda: processes_with(f"sleep {token}") == [], timeout=5)
     assert runs_of(tmp_path) == [0, 1]
     assert all(not Path(f"/proc/{p}").exists() or
                Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"

@@ -14,9 +14,10 @@ from helpers import count, journal, parallel, processes_with, start_parallel, wa
 
 def test_second_head_on_one_run_dir_refuses_naming_the_first(tmp_path):
     """Two heads on one run directory used to both run every task (32 runs for 16)."""
-    token = f"1.{time.time_ns() % 10**6:06d}"  # a unique duration to find leftovers by
+    gate = tmp_path / "gate"  # the tasks wait for it: the first head runs until we say
     tl = tmp_path / "work.txt"
-    tl.write_text("".join(f"sleep {token}; echo {i} >> {tmp_path}/ran\n" for i in range(4)))
+    tl.write_text("".join(f"while [ ! -e {gate} ]; do sleep 0.05; done; echo {i} >> "
+                          f"{tmp_path}/ran\n" for i in range(4)))
     first = start_parallel("run", "--tasks", tl, "--procs", "2", "-q", cwd=tmp_path)
     run = tmp_path / "runs" / "work"
     wait_for(lambda: count(run, "SELECT COUNT(*) FROM attempts") > 0)
@@ -27,6 +28,7 @@ def test_second_head_on_one_run_dir_refuses_naming_the_first(tmp_path):
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in second.stderr
     assert f"pid {first.pid}" in lines[0] and socket.gethostname() in lines[0]
+    gate.touch()
     assert first.wait(60) == 0, first.stderr.read()
     assert sorted((tmp_path / "ran").read_text().split()) == ["0", "1", "2", "3"]  # once each
     # The kernel drops the lock with the head: the next head (a resume) goes ahead.
