@@ -77,7 +77,7 @@ def detections_png(path: str | Path, dem: Dem, segs: list[Segment], title: str,
     ax.set_xlim(left, right)
     ax.set_ylim(bottom, top)
     ax.set_title(title, fontsize=9)
-    ax.set_xlabel("easting (m, DEM's CRS)\n" + textwrap.fill(summary, 110), fontsize=7)
+    ax.set_xlabel("easting (m, DEM's CRS)\n" + textwrap.fill(summary, 80), fontsize=7)
     ax.set_ylabel("northing (m)  ^ north")
     ax.tick_params(labelsize=7)
     buf = _io.BytesIO()
