@@ -21,7 +21,7 @@ from lasair_parallel.apps.scarp_search.gather import (
 )
 from lasair_parallel.apps.scarp_search.io import Dem, read_dem, write_geotiff
 from lasair_parallel.apps.scarp_search.matching import RHO2_MAX, BestFit, Matcher, match
-from lasair_parallel.apps.scarp_search.plot import detections_png
+from lasair_parallel.apps.scarp_search.plot import colour_limits, detections_png
 from lasair_parallel.apps.scarp_search.templates import default_kts, search_grid
 from lasair_parallel.apps.scarp_search.traces import strongest_trace
 from lasair_parallel.head.appload import plan_context, resolve
@@ -232,6 +232,21 @@ def test_bundled_demo_default_options_shows_the_scarp_only() -> None:
     assert abs(top.strike_deg) <= 1.0 and top.length_m >= 90.0
     assert abs(np.log10(top.kt_m2) - 1.0) <= 0.1 + 1e-9
     assert abs(abs(top.amplitude_m) - 1.0) <= 0.1
+    # End points in map coordinates (identity geotransform, rows run north): on x = 100.
+    assert abs(top.x0 - 100.0) <= 1.0 and abs(top.x1 - 100.0) <= 1.0
+    # length = end-to-end distance + one pixel (the end pixels' own extent)
+    assert abs(np.hypot(top.x1 - top.x0, top.y1 - top.y0) + 1.0 - top.length_m) <= 1e-6
+    assert min(top.y0, top.y1) <= 51.0 and max(top.y0, top.y1) >= 149.0
+
+
+def test_png_colour_scale_is_not_set_by_an_outlier() -> None:
+    """50 segments at SNR 30-80 and one at 1e9 (a flat-window artefact of the old code): the
+    scale stays within the bulk; a lone segment gets a factor-4 scale around it."""
+    snr = np.r_[np.linspace(30, 80, 50), 1e9]
+    lo, hi = colour_limits(snr)
+    assert 30 <= lo < hi <= 100
+    lo, hi = colour_limits(np.array([700.0]))
+    assert lo == pytest.approx(350.0) and hi == pytest.approx(1400.0)
 
 
 @pytest.mark.skipif(not CARRIZO.exists(), reason="carrizo.tif not available")

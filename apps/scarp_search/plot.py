@@ -32,6 +32,15 @@ def hillshade(z: np.ndarray, dx: float, dy: float, azimuth: float = 315.0,
     return np.clip((-ge * sun[0] + gn * sun[1] + sun[2]) / norm, 0.0, 1.0)
 
 
+def colour_limits(snr: np.ndarray) -> tuple[float, float]:
+    """Colour scale of the segments' SNR: 5th-95th percentiles, so one outlier cannot wash the
+    others out; a factor 4 around them when they are all alike (or alone)."""
+    lo, hi = (float(v) for v in np.percentile(snr, [5, 95]))
+    if hi < 2 * lo:
+        lo, hi = np.sqrt(lo * hi) / 2, np.sqrt(lo * hi) * 2
+    return max(lo, 1e-3), max(hi, 2e-3)
+
+
 def detections_png(path: str | Path, dem: Dem, segs: list[Segment], title: str,
                    summary: str) -> None:
     """Hillshade (sun at azimuth 315, 45 deg up) in map coordinates, north up, and the
@@ -59,11 +68,9 @@ def detections_png(path: str | Path, dem: Dem, segs: list[Segment], title: str,
               extent=(left, right, bottom, top), origin="upper")
     if segs:
         snr = np.array([s.snr for s in segs])
-        lo, hi = np.percentile(snr, [5, 95])
-        if hi < 2 * lo:  # one segment, or all alike: a scale of a factor 4 around them
-            lo, hi = np.sqrt(lo * hi) / 2, np.sqrt(lo * hi) * 2
+        lo, hi = colour_limits(snr)
         lines = LineCollection([[(s.x0, s.y0), (s.x1, s.y1)] for s in segs], cmap="plasma",
-                               norm=LogNorm(vmin=max(lo, 1e-3), vmax=max(hi, 1e-3)),
+                               norm=LogNorm(vmin=lo, vmax=hi),
                                linewidths=2.0)
         lines.set_array(snr)
         ax.add_collection(lines)
