@@ -3,9 +3,11 @@ agent kills what a frozen previous one left, and a task's ``setsid`` daemon dies
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
 
@@ -118,6 +120,10 @@ def test_setsid_daemon_of_a_task_dies_with_it_locally(tmp_path):
     p = parallel("run", "--tasks", daemon_task(tmp_path, token), "-q", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     wait_for(lambda: processes_with(f"sleep {token}") == [], timeout=5)
+    # A clean exit removes the agent's pid file (kept only for a next agent to act on).
+    slot = hashlib.sha1(f"{(tmp_path / 'runs' / 'daemon').resolve()}\0localhost".encode())
+    pidfile = Path(tempfile.gettempdir(), f"lasair-agent-{os.getuid()}-{slot.hexdigest()[:16]}.pid")
+    assert not pidfile.exists()
 
 
 def test_setsid_daemon_of_a_task_dies_with_it_over_ssh(sshbed, tmp_path):

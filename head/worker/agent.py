@@ -273,6 +273,7 @@ class Agent:
         os.close(r)
         self.guardian_pid = pid
         self.guardian_w = w
+        self.pidfile = pidfile
         if pidfile:
             try:
                 with open(pidfile, "w") as f:
@@ -485,7 +486,20 @@ class Agent:
         while self.tasks and time.time() < deadline:
             time.sleep(0.05)  # bounded wait for reapers at exit only, not a completion poll
         self.kill_orphans()
+        self._drop_pidfile()
         os._exit(0)
+
+    def _drop_pidfile(self):
+        """A clean exit leaves nothing for the next agent to kill: remove our pid file
+        (only if it still names us; a newer agent may have written its own)."""
+        if not self.pidfile:
+            return
+        try:
+            with open(self.pidfile) as f:
+                if f.read().split()[:1] == [str(os.getpid())]:
+                    os.unlink(self.pidfile)
+        except (OSError, IndexError):
+            pass
 
     def main(self):
         self.send({"ev": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "hostname": socket.gethostname(),
