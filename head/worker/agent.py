@@ -260,6 +260,10 @@ class Agent:
         self.out = sys.stdout.buffer
         self.lock = threading.Lock()
         self.tasks = {}  # key -> Popen
+        # Held while a task is started and registered, and while orphans are reaped: a child
+        # not yet in ``tasks`` (just forked, maybe already exited) must never be taken for an
+        # orphan, or its status is reaped away from the thread that reports its exit.
+        self.children_lock = threading.Lock()
         self.timed_out = set()
         self.subreaper = _become_subreaper()
         if pidfile:
@@ -316,13 +320,14 @@ class Agent:
             env[ENV_SPAWN_FD] = str(spawn_w)
         child_fds = tuple(fd for fd in (emit_w, spawn_w) if fd is not None)
         try:
-            with open(m["out"], "wb") as fo, open(m["err"], "wb") as fe:
+            with open(m["out"], "wb") as fo, open(m["err"], "wb") as fe, self.children_lock:
                 p = subprocess.Popen(
                     _argv(m["cmd"], env), shell=False, cwd=cwd, env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=fo, stderr=fe, start_new_session=True,
                     pass_fds=child_fds,
                 )
+                self.tasks[key] = p
         except OSError as e:
             for fd in (emit_r, emit_w, spawn_r, spawn_w):
                 if fd is not None:
@@ -343,7 +348,6 @@ class Agent:
             m["_spawns"] = threading.Thread(target=self.forward_rows,
                                             args=(key, spawn_r, "spawn"), daemon=True)
             m["_spawns"].start()
-        self.tasks[key] = p
         self.tell_guardian(b"+", p.pid)
         self.send({"ev": "start", "key": key, "pid": p.pid, "t": time.time()})
         timer = None
@@ -445,6 +449,10 @@ class Agent:
         """
         if not self.subreaper:
             return
+        with self.children_lock:
+            self._kill_orphans(key)
+
+    def _kill_orphans(self, key):
         for _ in range(20):
             leaders = {p.pid for p in list(self.tasks.values())}
             found = False
