@@ -97,7 +97,6 @@ class Scheduler(HostSet):
                                 else resolve_ssh(h, opts.ssh_config)) for h in hosts]
         self.tasks = {t.id: t for t in tasks}
         self.total = len(tasks)
-        self.opts = opts
         self.dyn = Dynamic(self, tasks, depths)  # dependencies, spawns, sizing, backups
         self.heap: list[tuple[float, int, str]] = [(-t.weight, i, t.id) for i, t in enumerate(tasks)
                                                    if not self.dyn.blocked(t.id)]
@@ -359,9 +358,8 @@ class Scheduler(HostSet):
     def _copy_back_then_finish(self, h: HostState, r: Running, ev: dict) -> None:
         reason = None
         try:
-            if self.dyn.superseded(r.task.id):  # a copy already won: keep its outputs only
-                ev = dict(ev, rc=None)
-            h.stager.fetch(r.task, self._log_paths(r.task, r.attempt), ev)
+            if not self.dyn.superseded(r.task.id):  # a copy already won: keep its outputs only
+                h.stager.fetch(r.task, self._log_paths(r.task, r.attempt), ev)
         except Exception as e:
             ev = dict(ev, rc=None)
             reason = f"copying outputs back failed: {describe_error(e)}"
