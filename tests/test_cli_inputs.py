@@ -186,7 +186,7 @@ def test_status_of_an_empty_or_corrupt_journal(tmp_path, content):
 def test_nonsense_worker_values(tmp_path, text, expect):
     f = tmp_path / "hosts.yaml"
     f.write_text(text)
-    with pytest.raises(HostsError, match="") as e:
+    with pytest.raises(HostsError) as e:
         read_hosts(f)
     assert expect in str(e.value)
     logins = tmp_path / "logins"
