@@ -238,6 +238,7 @@ class SSHTarget:
     known_hosts: tuple[str, ...]
     jump: str | None = None  # reached through this jump host (head/connect/jump.py)
     ssh_config: str | None = None  # the ssh_config used, for the jump connection
+    proxy_command: str | None = None  # ssh config's ProxyCommand (tokens not yet expanded)
 
 
 def resolve_ssh(spec: HostSpec, ssh_config: str | None = None) -> SSHTarget:
@@ -285,4 +286,6 @@ def resolve_ssh(spec: HostSpec, ssh_config: str | None = None) -> SSHTarget:
         # ProxyJump from ssh config ("none" = explicitly none); hosts.yaml's jump: wins.
         jump=spec.jump or next((j for j in opts.get("proxyjump", []) if j != "none"), None),
         ssh_config=ssh_config,
+        # ProxyJump (or jump:) wins, as in OpenSSH, where the two are exclusive
+        proxy_command=next((c for c in opts.get("proxycommand", []) if c != "none"), None),
     )

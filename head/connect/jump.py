@@ -132,6 +132,34 @@ def master_for(jump: str, ssh_config: str | None, identities: tuple[str, ...],
         return m
 
 
+def expand_proxy_command(command: str, host: str, port: int, user: str) -> str:
+    """OpenSSH's ProxyCommand tokens: %h host, %p port, %r user, %n the host as given, %%."""
+    out, i = [], 0
+    while i < len(command):
+        c = command[i]
+        if c == "%" and i + 1 < len(command):
+            t = command[i + 1]
+            out.append({"h": host, "p": str(port), "r": user, "n": host, "%": "%"}.get(t, c + t))
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def proxy_socket(command: str, host: str, port: int,
+                 user: str) -> tuple[gsocket.socket, gsubprocess.Popen]:
+    """A socket to the worker through ssh config's ``ProxyCommand``: the command runs under
+    /bin/sh (as ssh runs it) with its stdin and stdout on one end of a socket pair, and our
+    SSH session, host-key check included, runs over the other end."""
+    ours, theirs = gsocket.socketpair()
+    proc = gsubprocess.Popen(["/bin/sh", "-c", "exec " + expand_proxy_command(
+        command, host, port, user)], stdin=theirs.fileno(), stdout=theirs.fileno(),
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    theirs.close()
+    return ours, proc
+
+
 def close_all() -> None:
     """Stop every jump connection this process started (at exit, and in tests)."""
     with _lock:

@@ -123,6 +123,11 @@ def connect(target: SSHTarget, verify_host_key: bool = True, timeout: float = 15
         master = master_for(target.jump, target.ssh_config, target.identities,
                             verify_host_key)
         sock, jump_proc = master.open_socket(target.hostname, target.port)
+    elif target.proxy_command:
+        from lasair_parallel.head.connect.jump import proxy_socket
+
+        sock, jump_proc = proxy_socket(target.proxy_command, target.hostname, target.port,
+                                       target.user)
     client = _Client(
         target.hostname, user=target.user, port=target.port, pkey=pkey,
         num_retries=1, timeout=timeout, allow_agent=agent,
