@@ -174,7 +174,19 @@ def _become_subreaper():
 
 
 def _children(pid):
-    """PIDs of ``pid``'s children (/proc/PID/task/*/children; else a scan of /proc)."""
+    """PIDs of ``pid``'s children (/proc/PID/task/*/children; else a scan of /proc).
+
+    For the agent itself only its main thread's list is read: every task is forked by the main
+    thread, and an orphan is re-parented to the subreaper's first live thread, which is the
+    main thread while the agent runs (kernel find_alive_thread).  One read per sweep instead
+    of one per thread (the agent has a reaper thread per running task).
+    """
+    if pid == os.getpid() and threading.main_thread().is_alive():
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                return [int(c) for c in f.read().split()]
+        except OSError:
+            pass
     out = []
     try:
         for tid in os.listdir(f"/proc/{pid}/task"):
