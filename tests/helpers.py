@@ -67,3 +67,27 @@ def count(run: Path, sql: str, *args) -> int:
         return db.execute(sql, args).fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+def agent_pid(run_dir: Path, host: str) -> int:
+    """The pid of the agent that last came up on ``host`` (from the journal's host events)."""
+    db = sqlite3.connect(run_dir / "journal.sqlite")
+    try:
+        detail = db.execute("SELECT detail FROM host_events WHERE host = ? AND event = 'up' "
+                            "ORDER BY t DESC", (host,)).fetchone()[0]
+    finally:
+        db.close()
+    return int(detail.split()[-1])
+
+
+def children(pid: int) -> list[int]:
+    """PIDs of the live processes whose parent is ``pid``."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out

@@ -6,32 +6,20 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
 
-from helpers import count, journal, parallel, processes_with, start_parallel, wait_for
-
-
-def agent_pid(run_dir: Path, host: str) -> int:
-    db = sqlite3.connect(run_dir / "journal.sqlite")
-    detail = db.execute("SELECT detail FROM host_events WHERE host = ? AND event = 'up' "
-                        "ORDER BY t DESC", (host,)).fetchone()[0]
-    db.close()
-    return int(detail.split()[-1])
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(d.name))
-            except OSError:
-                pass
-    return out
+from helpers import (
+    agent_pid,
+    children,
+    count,
+    journal,
+    parallel,
+    processes_with,
+    start_parallel,
+    wait_for,
+)
 
 
 def counting_tasks(tmp_path: Path, n: int, seconds: str) -> Path:

@@ -11,7 +11,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers import count, journal, parallel, processes_with, start_parallel, wait_for
+from helpers import (
+    agent_pid,
+    children,
+    count,
+    journal,
+    parallel,
+    processes_with,
+    start_parallel,
+    wait_for,
+)
 
 N_TASKS = 24
 
@@ -40,25 +49,6 @@ def ok_count(run_dir: Path) -> int:
 
 def running_count(run_dir: Path) -> int:
     return count(run_dir, "SELECT COUNT(*) FROM attempts WHERE outcome = 'running'")
-
-
-def agent_pid(run_dir: Path, host: str) -> int:
-    db = sqlite3.connect(run_dir / "journal.sqlite")
-    detail = db.execute("SELECT detail FROM host_events WHERE host = ? AND event = 'up' "
-                        "ORDER BY t DESC", (host,)).fetchone()[0]
-    return int(detail.split()[-1])
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(d.name))
-            except OSError:
-                pass
-    return out
 
 
 def _cmdline(pid: int) -> str:
@@ -124,7 +114,7 @@ def test_frozen_host_is_detected_by_heartbeat(fresh_bed, tmp_path):
     # The whole host frozen: the agent and its guardian (a frozen agent alone is fenced by
     # its guardian, see test_faults_fencing.py).  Connection alive, peer frozen: only a
     # heartbeat notices.
-    frozen = [pid] + [c for c in _children(pid) if "sleep" not in _cmdline(c)]
+    frozen = [pid] + [c for c in children(pid) if "sleep" not in _cmdline(c)]
     for p in frozen:
         os.kill(p, signal.SIGSTOP)
     try:
