@@ -1,56 +1,74 @@
-"""SQLite's Arrow path for simple shards: pyarrow's CSV parser, rows bound by ``executemany``.
+"""SQLite's Arrow parsing of simple shards: pyarrow's CSV reader, typed by the target's columns.
 
-The shard is parsed by pyarrow (C++, multithreaded; floats by fast_float, correctly rounded like
-Python's ``float()``) into typed columns, which the loader inserts with ``executemany`` on its
-own sqlite3 connection, inside the transaction that holds the shard's ledger row.
-
-Not ADBC's bulk ingest, although it binds straight from Arrow memory: adbc-driver-sqlite links
-its own copy of SQLite, and two copies of SQLite in one process do not see each other's POSIX
-locks (https://www.sqlite.org/howtocorrupt.html, 2.2.2).  Measured here: with three loader
-threads, a COMMIT on the ADBC connection reported "disk I/O error" after it had committed.
+pyarrow (C++, multithreaded; floats by fast_float, correctly rounded like Python's ``float()``)
+turns a shard into typed columns.  Two users: the ADBC loader process (``sqlite_child``), which
+binds the Arrow columns straight into SQLite, and, when ADBC is not installed, the loader's
+in-process path, which turns them into Python lists for sqlite3's ``executemany``.
 
 It accepts a subset of what the row path accepts, with the same values: anything it does not
 decide itself (a value Arrow cannot parse as the column's type, 'nan'/'inf', an empty required
-field, a ragged line, a duplicate under --insert, a file changed since it was scanned) returns
-None before anything is inserted, and the caller loads the shard the old way, which accepts it
-or names the line.  Without pyarrow it is simply not used.
+field, a ragged line, a file changed since it was scanned) gives None before anything is
+inserted, and the caller loads the shard the old way, which accepts it or names the line.
+Without pyarrow it is simply not used.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from lasair_parallel.csv_to_database.shard import Column, Shard, read_header
 
+# Bytes of CSV per piece that the ADBC loader parses while it inserts the previous one: the
+# first piece is parsed before anything overlaps, so smaller is better until per-piece costs
+# show (8 MiB: 5 pieces per 41 MB benchmark shard; 4 and 16 MiB measured no faster here).
+PIECE = 8 << 20
+
 
 def available() -> bool:
-    """Whether pyarrow imports."""
+    """Whether pyarrow can be imported (found, not imported: the check costs nothing)."""
     try:
-        import pyarrow.csv  # noqa: F401
-    except ImportError:
+        return importlib.util.find_spec("pyarrow") is not None
+    except (ImportError, ValueError):
         return False
-    return True
 
 
-def parse(shard: Shard, table: str, table_cols: dict[str, Column]):
-    """The shard as a pyarrow Table typed by the target's columns, or None (not for Arrow)."""
+def read_bytes(shard: Shard) -> bytes | None:
+    """The shard's bytes, or None if it changed since the scan hashed it (same size and mtime,
+    as the MySQL path checks: hashing the 42 MB again would cost ~0.08 s per shard here)."""
+    data = Path(shard.path).read_bytes()
+    if len(data) != shard.size or not shard.unchanged():
+        return None  # the row path reports it
+    return data
+
+
+def pieces(data: bytes, size: int = PIECE) -> list[tuple[int, int]]:
+    """``(start, end)`` byte ranges of the data lines (after the header), each ending at a
+    line end, about ``size`` bytes each; [] for a header-only shard."""
+    start = data.find(b"\n") + 1
+    if start == 0:
+        return []
+    out = []
+    while start < len(data):
+        end = data.find(b"\n", min(start + size, len(data)) - 1) + 1 or len(data)
+        out.append((start, end))
+        start = end
+    return out
+
+
+def parse_piece(buf, cols: list[Column]):
+    """One run of whole data lines (a pyarrow Buffer, no header) as a pyarrow Table typed by
+    ``cols``, or None when Arrow does not decide it (see the module docstring)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
-    cols = read_header(shard, table, table_cols)  # header problems: ShardError, as before
-    data = Path(shard.path).read_bytes()
-    # Unchanged since the scan hashed it: same size and mtime, as the MySQL path checks
-    # (hashing the 42 MB again would cost ~0.08 s per shard here).
-    if len(data) != shard.size or not shard.unchanged():
-        return None  # changed since scanned: the row path reports it
     types = {"int": pa.int64(), "float": pa.float64(), "text": pa.string()}
     names = [c.name for c in cols]
     try:
         t = pcsv.read_csv(
-            pa.BufferReader(data),
-            read_options=pcsv.ReadOptions(column_names=names, skip_rows=1,
-                                          block_size=1 << 22),
+            pa.BufferReader(buf),
+            read_options=pcsv.ReadOptions(column_names=names, block_size=1 << 22),
             parse_options=pcsv.ParseOptions(quote_char=False, double_quote=False,
                                             newlines_in_values=False),
             convert_options=pcsv.ConvertOptions(
@@ -67,6 +85,21 @@ def parse(shard: Shard, table: str, table_cols: dict[str, Column]):
             if not pc.all(pc.is_finite(col)).as_py():  # 'nan', 'inf', 1e999: refused
                 return None
     return t
+
+
+def parse(shard: Shard, table: str, table_cols: dict[str, Column]):
+    """The whole shard as one pyarrow Table typed by the target's columns, or None."""
+    import pyarrow as pa
+
+    cols = read_header(shard, table, table_cols)  # header problems: ShardError, as before
+    data = read_bytes(shard)
+    if data is None:
+        return None
+    parts = pieces(data, len(data))
+    if not parts:
+        return None  # no data line: the other paths load nothing, as before
+    start, end = parts[0]
+    return parse_piece(pa.py_buffer(data)[start:end], cols)
 
 
 def columns(t, cols: list[Column]) -> list[list]:
