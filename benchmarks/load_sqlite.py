@@ -1,13 +1,19 @@
 """csv_to_database into SQLite against pandas read_csv + to_sql, on the same shards, one run.
 
-    python benchmarks/load_sqlite.py [--rows 1000000] [--shards 8] [--repeat 2]
+    python benchmarks/load_sqlite.py [--rows 1000000] [--shards 8] [--repeat 2] [--candidates]
 
 The shards are load.py's (Lasair `objects` shape: objectId + 14 DOUBLE, 13 FLOAT, 13 INT, ~10%
-NULL).  The CLI runs as a subprocess (start-up, hashing, checks, parse, insert, commit);
-pandas reads each shard with read_csv and appends it with to_sql (multi-row INSERTs of 799
-rows: 1000 x 41 columns exceeds SQLite's bound-parameter limit), committing at the end.  Also
-the CLI with pyarrow hidden (``LASAIR_NO_ARROW``-style: a sitecustomize that blocks the import),
-i.e. the previous column-wise path.  Best of --repeat each, alternating.
+NULL).  The CLI runs as a subprocess (start-up, hashing, checks, parse, insert, commit), with
+--parallel 2 (this machine's 2 cores) and with the default --parallel 1; also with
+adbc-driver-sqlite hidden (the in-process pyarrow + sqlite3 executemany path) and with pyarrow
+hidden (the column-wise path): a sitecustomize that blocks the imports, in the loader process
+too.  pandas reads each shard with read_csv and appends it with to_sql (multi-row INSERTs of
+799 rows: 1000 x 41 columns exceeds SQLite's bound-parameter limit), committing at the end.
+Best of --repeat each, alternating.
+
+--candidates also times the ways considered to insert one parsed shard (insert only, fresh
+table, one transaction): sqlite3 executemany over Python lists, apsw executemany over the
+same lists (if apsw is installed), ADBC executemany over the Arrow table.
 """
 
 from __future__ import annotations
@@ -27,12 +33,19 @@ from load import REPO, make_rows, schema_sql, write_shards  # noqa: E402
 
 CHUNK = 32766 // 41  # SQLITE_MAX_VARIABLE_NUMBER / columns = 799 rows per INSERT
 
-BLOCK_ARROW = "import sys\nsys.modules['pyarrow'] = None\nsys.modules['pyarrow.csv'] = None\n"
+
+def _block(*modules: str) -> str:
+    return "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in modules)
 
 
-def cli(shards: Path, db: Path, schema: Path, env: dict) -> float:
+BLOCKS = {"no_adbc": _block("adbc_driver_sqlite", "adbc_driver_manager"),
+          "no_arrow": _block("pyarrow", "pyarrow.csv")}
+
+
+def cli(shards: Path, db: Path, schema: Path, env: dict, parallel: int) -> float:
     argv = [sys.executable, "-m", "lasair_parallel.csv_to_database.cli", str(shards), "--db",
-            f"sqlite:///{db}", "--table", "objects", "--create", "--schema", str(schema), "-q"]
+            f"sqlite:///{db}", "--table", "objects", "--create", "--schema", str(schema), "-q",
+            "--parallel", str(parallel)]
     t0 = time.perf_counter()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True)
     if proc.returncode:
@@ -55,35 +68,106 @@ def pandas_full(shards: Path, db: Path) -> float:
     return dt
 
 
+def candidates(shard: Path, work: Path) -> None:
+    """Insert-only times of one parsed shard by each binding considered (see the docstring).
+    Each on its own file: two SQLite copies in one process only clash on the same file."""
+    from lasair_parallel.csv_to_database import sqlite_arrow
+    from lasair_parallel.csv_to_database.schema import sqlite_columns
+    from lasair_parallel.csv_to_database.shard import read_header, scan
+
+    def fresh(name: str) -> Path:
+        db = work / f"cand_{name}.db"
+        with sqlite3.connect(db) as conn:
+            conn.execute(schema_sql())
+        return db
+
+    db = fresh("sqlite3")
+    conn = sqlite3.connect(db, isolation_level=None)
+    s = scan(shard)
+    cols = read_header(s, "objects", sqlite_columns(conn, "objects"))
+    table = sqlite_arrow.parse(s, "objects", sqlite_columns(conn, "objects"))
+    sql = (f"INSERT OR REPLACE INTO objects ({', '.join(c.name for c in cols)}) "
+           f"VALUES ({', '.join('?' * len(cols))})")
+    t0 = time.perf_counter()
+    lists = sqlite_arrow.columns(table, cols)
+    t_lists = time.perf_counter() - t0
+    times = {}
+    t0 = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(sql, zip(*lists))
+    conn.execute("COMMIT")
+    times["sqlite3 executemany"] = time.perf_counter() - t0
+    conn.close()
+    try:
+        import apsw
+    except ImportError:
+        apsw = None
+    if apsw is not None:
+        c = apsw.Connection(str(fresh("apsw")))
+        t0 = time.perf_counter()
+        c.execute("BEGIN IMMEDIATE")
+        c.executemany(sql, zip(*lists))
+        c.execute("COMMIT")
+        times["apsw executemany"] = time.perf_counter() - t0
+        c.close()
+    import adbc_driver_manager
+    import adbc_driver_sqlite
+    from lasair_parallel.csv_to_database.sqlite_child import _Cursor
+
+    adb = adbc_driver_sqlite.connect(str(fresh("adbc")))
+    aconn = adbc_driver_manager.AdbcConnection(adb)
+    cur = _Cursor(aconn)
+    t0 = time.perf_counter()
+    cur.execute("BEGIN IMMEDIATE")
+    cur.executemany(sql, table)
+    cur.execute("COMMIT")
+    times["ADBC executemany (Arrow)"] = time.perf_counter() - t0
+    aconn.close()
+    adb.close()
+    print(f"one shard, {table.num_rows:,} rows, insert only (+ {t_lists:.2f} s to build the "
+          "Python lists sqlite3 and apsw need):")
+    for name, dt in times.items():
+        print(f"  {name:26s} {dt:6.2f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--candidates", action="store_true")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-load-sqlite-"))
     write_shards(make_rows(a.rows), work / "shards", a.shards)
     schema = work / "objects.sql"
     schema.write_text(schema_sql() + ";\n")
-    (work / "noarrow").mkdir()
-    (work / "noarrow" / "sitecustomize.py").write_text(BLOCK_ARROW)
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env_old = dict(env, PYTHONPATH=str(work / "noarrow") + os.pathsep + env["PYTHONPATH"])
-    best = {"cli": 1e9, "cli without pyarrow": 1e9, "pandas": 1e9}
+    envs = {"": env}
+    for name, code in BLOCKS.items():
+        (work / name).mkdir()
+        (work / name / "sitecustomize.py").write_text(code)
+        envs[name] = dict(env, PYTHONPATH=str(work / name) + os.pathsep + env["PYTHONPATH"])
+    runs = {"cli --parallel 2": (envs[""], 2), "cli --parallel 1": (envs[""], 1),
+            "cli without adbc": (envs["no_adbc"], 1),
+            "cli without pyarrow": (envs["no_arrow"], 1), "pandas": None}
+    best = dict.fromkeys(runs, 1e9)
     for k in range(a.repeat):
-        for name in best:
+        for name, how in runs.items():
             db = work / f"{name.replace(' ', '_')}{k}.db"
-            dt = (pandas_full(work / "shards", db) if name == "pandas"
-                  else cli(work / "shards", db, schema, env if name == "cli" else env_old))
+            dt = (pandas_full(work / "shards", db) if how is None
+                  else cli(work / "shards", db, schema, *how))
             best[name] = min(best[name], dt)
             with sqlite3.connect(db) as conn:  # every row loaded, whichever way
                 assert conn.execute("SELECT COUNT(*) FROM objects").fetchone()[0] == a.rows
             db.unlink()
+    if a.candidates:
+        candidates(sorted((work / "shards").iterdir())[0], work)
     shutil.rmtree(work)
     for name, dt in best.items():
         print(f"{name:24s} {a.rows:>10,} rows {dt:7.2f} s {a.rows / dt:>10,.0f} rows/s")
-    print(f"csv_to_database / pandas read_csv+to_sql = {best['pandas'] / best['cli']:.2f}x; "
-          f"without pyarrow {best['pandas'] / best['cli without pyarrow']:.2f}x")
+    print("pandas read_csv+to_sql / csv_to_database: " + "; ".join(
+        f"{name.removeprefix('cli ')} {best['pandas'] / best[name]:.2f}x"
+        for name in runs if name != "pandas"))
     with open("/proc/loadavg") as f:
         print("load average", " ".join(f.read().split()[:3]))
 
