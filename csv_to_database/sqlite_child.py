@@ -232,7 +232,7 @@ def main(argv: list[str]) -> int:
         child = _Child(argv[0])
     except Exception as e:  # noqa: BLE001 - e.g. ADBC cannot open the file: one line
         print(f"cannot start: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
-        return 3
+        return 3  # sqlite_proc.START_FAILED: the parent loads in-process instead
     child.serve()
     return 0
 

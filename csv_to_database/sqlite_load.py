@@ -99,11 +99,15 @@ class SQLiteLoader:
         progress = _Once(progress)
         arrow = self.arrow
         if shard.simple and self._load_child_wanted(shard):
-            status = self._load_child(shard)
-            if status != "fallback":
+            try:
+                status = self._load_child(shard)
+            except sqlite_proc.ChildUnavailable:
+                self.use_child = False  # nothing written: load here, as without ADBC
+                status = "unavailable"
+            if status in ("loaded", "skipped"):
                 progress(shard.size)
                 return status
-            arrow = False  # the same parse refused it: the in-process Arrow path would too
+            arrow = arrow and status != "fallback"  # the same parse refused it
         if self.conn is None:
             self.connect()
         conn = self.conn

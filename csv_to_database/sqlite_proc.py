@@ -28,6 +28,14 @@ from concurrent.futures import Future
 from lasair_parallel.csv_to_database.errors import LoadError, ShardError
 from lasair_parallel.csv_to_database.shard import Shard
 
+START_FAILED = 3  # the child's exit status when it could not import ADBC or open the file
+
+
+class ChildUnavailable(LoadError):
+    """The loader process could not start (ADBC broken, file not openable by it): nothing was
+    written; the caller loads in this process instead."""
+
+
 _shared: dict[str, ChildLoader] = {}  # database path -> its live child, shared by loaders
 _shared_lock = threading.Lock()
 
@@ -73,6 +81,7 @@ class ChildLoader:
         self.lock = threading.Lock()  # the request pipe, ``pending`` and ``next_id``
         self.next_id = 0
         self.death: str | None = None
+        self.start_failed = False
         self.proc: subprocess.Popen | None = None
         started = threading.Event()
         # The reader thread starts the child: Linux's parent-death signal (the child asks for
@@ -100,7 +109,7 @@ class ChildLoader:
         fut: Future = Future()
         with self.lock:
             if self.death:
-                raise LoadError(self.death)
+                raise (ChildUnavailable if self.start_failed else LoadError)(self.death)
             rid = self.next_id = self.next_id + 1
             req = {"id": rid, "table": table, "mode": mode, "reload": reload,
                    "path": str(shard.path), "size": shard.size, "sha256": shard.sha256,
@@ -112,7 +121,12 @@ class ChildLoader:
                 self.proc.stdin.flush()
             except (BrokenPipeError, ValueError):  # dying: the reader fails ``fut``
                 pass
-        reply = fut.result()
+        try:
+            reply = fut.result()
+        except LoadError:
+            if self.start_failed:
+                raise ChildUnavailable(self.death) from None
+            raise
         if reply["status"] == "error":
             if reply.get("shard"):
                 raise ShardError(shard.path, reply.get("line"), reply["message"], reply.get("fix"))
@@ -149,6 +163,7 @@ class ChildLoader:
         rc = self.proc.wait()
         err = self.proc.stderr.read().decode(errors="replace").strip().splitlines()
         self.proc.stderr.close()
+        self.start_failed = rc == START_FAILED
         if rc == 0 and not err:
             return "the SQLite loader process has ended"
         how = f"was killed by {signal.Signals(-rc).name}" if rc < 0 else f"exited with {rc}"

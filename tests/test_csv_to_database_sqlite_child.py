@@ -273,3 +273,17 @@ def test_without_adbc_the_in_process_arrow_path_loads(tmp_path, monkeypatch, chi
     res, rows = _one(tmp_path, "A,0.1,5e-324,1,2,x\n")
     assert child_path == [] and res.status == "loaded"
     assert rows == [("A", 0.1, "real", 5e-324, 1, "integer", 2, "x", "text")]
+
+
+def test_a_child_that_cannot_start_leaves_the_load_to_this_process(tmp_path, monkeypatch,
+                                                                    child_path):
+    """ADBC importable here but not in the child (a sitecustomize blocks it there): the shard
+    still loads, in-process, and no error is reported."""
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "sitecustomize.py").write_text("import sys\nsys.modules['adbc_driver_sqlite'] = None\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(block), os.environ.get("PYTHONPATH", "")]))
+    res, rows = _one(tmp_path, "A,0.1,5e-324,1,2,x\nB,,,,,\n")
+    assert child_path == []  # the spy saw no answer: the child's start failed
+    assert res.status == "loaded" and res.rows == 2
+    assert rows[0] == ("A", 0.1, "real", 5e-324, 1, "integer", 2, "x", "text")
