@@ -6,11 +6,12 @@ loading a shard gives back the same doubles; zeros stay "0.0"; NaN (missing) bec
 field.  The text never depends on what is installed: without orjson, repr's digits are laid out
 by orjson's rules (slowly, per value) and give the identical bytes.
 
-Fast path: a chunk of rows is serialized by one ``orjson.dumps`` call as a JSON array of arrays
-and turned into CSV by a few ``bytes.replace`` over the whole chunk (no per-value Python code).
-That is exact only when no string field needs CSV quoting or JSON escaping and none could be
-mistaken for the JSON punctuation being replaced; strings are checked first (one regex over all
-of them) and any other chunk goes through the per-value path, which gives the same bytes.
+Fast path: in a chunk of rows, each run of neighbouring numeric columns is serialized by one
+``orjson.dumps`` call as a 2-D numpy array and cut into its rows' texts, each string column by
+one join; a row is then one ``b",".join`` of its pieces (no per-value Python code).  That is
+exact only when no string field needs CSV quoting and none holds a newline; strings are checked
+first (one regex over all of them) and any other chunk goes through the per-value path, which
+gives the same bytes.
 """
 
 from __future__ import annotations
@@ -114,29 +115,50 @@ def _plain_strings(cols: list[np.ndarray]) -> bool:
     return not texts or _PLAIN.fullmatch("a".join(texts)) is not None
 
 
-_CLOSE_TO_NEWLINE = bytes.maketrans(b"]", b"\n")
-
-
-def _fast_rows(cols: list[np.ndarray]) -> bytes:
-    """One orjson call for the chunk: [["id",1,2.5,"",...],...] -> CSV lines.
-
-    Missing values (NaN, inf, None) go in as "" so that, once the quotes are deleted, they are
-    empty fields; deleting '"' and '[' and turning ']' into a newline leaves rows joined by
-    "\n," (from "],["), fixed by one replace.
-    """
-    lists = []
+def _runs(cols: list[np.ndarray]) -> list[tuple[str, list[np.ndarray]]] | None:
+    """COLUMNS cut into runs of neighbours of one kind: ("s", [column]) or ("f"/"i", [columns
+    as float64 / int64]); None when a numeric column has a dtype the fast path does not take
+    (float32 would print in its own shortest digits, a float 'i' column as 8.0)."""
+    runs: list[tuple[str, list[np.ndarray]]] = []
     for (_, kind), v in zip(COLUMNS, cols, strict=True):
-        vals = v.tolist()
         if kind == "f":
-            for i in np.flatnonzero(~np.isfinite(v)).tolist():
-                vals[i] = ""
-        elif kind == "s":
-            vals = ["" if s is None else s for s in vals]
-        lists.append(vals)
-    text = orjson.dumps(list(zip(*lists, strict=True)))
-    text = text.replace(b"e+", b"e")  # orjson >= 3.9 writes 1e+16, older 1e16 (no '+' in strings)
-    text = text.translate(_CLOSE_TO_NEWLINE, b'"[').replace(b"\n,", b"\n")
-    return text[:-1]  # the outer "]" left one newline too many
+            if v.dtype.kind != "f":
+                return None
+            v = v.astype(np.float64, copy=False)  # float32 -> the same double, as tolist()
+        elif kind == "i":
+            if v.dtype.kind not in "iu":
+                return None
+            v = v.astype(np.int64, copy=False)
+        if kind != "s" and runs and runs[-1][0] == kind:
+            runs[-1][1].append(v)
+        else:
+            runs.append((kind, [v]))
+    return runs
+
+
+def _fast_rows(cols: list[np.ndarray]) -> bytes | None:
+    """Each run of numeric columns as one 2-D array through one orjson call
+    ([[1.5,null],[2.0,3e+16]]), split into its rows' texts at "],["; each string column as
+    one join and split; then the rows' pieces joined.  No Python code per value: per row,
+    one join.  None when the chunk needs the per-value path (see ``_runs``)."""
+    runs = _runs(cols)
+    if runs is None:
+        return None
+    n = len(cols[0])
+    pieces = []
+    for kind, vs in runs:
+        if kind == "s":
+            text = "\n".join(["" if s is None else s for s in vs[0].tolist()]).encode()
+        else:
+            text = orjson.dumps(np.column_stack(vs), option=orjson.OPT_SERIALIZE_NUMPY)
+            if kind == "f":  # NaN and inf come out as null: an empty field
+                text = text.replace(b"null", b"").replace(b"e+", b"e")  # orjson >= 3.9: 1e+16
+            text = text[2:-2].replace(b"],[", b"\n")
+        parts = text.split(b"\n")
+        if len(parts) != n:  # cannot happen for plain strings; never write a torn row
+            return None
+        pieces.append(parts)
+    return b"\n".join(map(b",".join, zip(*pieces, strict=True))) + b"\n"
 
 
 def shard_bytes(features: dict[str, np.ndarray]) -> bytes:
@@ -146,8 +168,8 @@ def shard_bytes(features: dict[str, np.ndarray]) -> bytes:
     parts = [header]
     for lo in range(0, n, CHUNK_ROWS):
         cols = [features[name][lo:lo + CHUNK_ROWS] for name, _ in COLUMNS]
-        fast = orjson is not None and _plain_strings(cols)
-        parts.append(_fast_rows(cols) if fast else _slow_rows(cols))
+        text = _fast_rows(cols) if orjson is not None and _plain_strings(cols) else None
+        parts.append(_slow_rows(cols) if text is None else text)
     return b"".join(parts)
 
 
