@@ -43,6 +43,7 @@ from lasair_parallel.apps.rebuild_objects.sources.sql_arrow import (
     connectorx_module,
     mysql_arrow,
     mysql_decide,
+    rowid_split,
     sqlite_decide,
 )
 
@@ -265,7 +266,8 @@ def sqlite_source(spec: str) -> SqlSource:
         def fetch(sql: str):
             return cx.read_sql(f"sqlite://{resolved}", sql, return_type="arrow")
 
-        arrow = ArrowSql(fetch, table, '"', "NOT INDEXED", inf_is_null=True)
+        arrow = ArrowSql(fetch, table, '"', "NOT INDEXED", inf_is_null=True,
+                         split=lambda: rowid_split(connect, table))
     # SQLite reads the literal 1e999 as +inf: NULL floats come back as -inf (see numeric_select).
     return SqlSource(connect, table, "?", "BEGIN", spec, missing="-1e999", arrow=arrow,
                      reader=q.get("reader", "auto"), decide=sqlite_decide)

@@ -8,6 +8,8 @@ printed, logged or passed in argv, and scrubbed from any error message.
 from __future__ import annotations
 
 import configparser
+import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -31,6 +33,39 @@ def connectorx_module():
     except ImportError:
         return None
     return connectorx
+
+
+def scan_parts() -> int:
+    """How many parts a scan is cut into: connectorx reads each on its own thread, and 2 threads
+    halved a scan on this 2-core machine (0.61 s -> 0.31 s for half of the 1.28M-row benchmark
+    table, 17 columns); more parts than cores only add connections."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def rowid_split(connect: Callable, table: str) -> list[str]:
+    """Conditions cutting a SQLite table into ``scan_parts()`` rowid ranges of equal span
+    (rowids of a table filled by inserts are dense).  The last range is open, so rows
+    inserted meanwhile are still read; [] for a WITHOUT ROWID table or a tiny one."""
+    import sqlite3
+
+    parts = scan_parts()
+    try:
+        conn = connect()
+        try:
+            # two subqueries: SQLite answers a lone min() or max() from the b-tree's end,
+            # but scans the table for both in one SELECT (0.1 s for 1.28M rows)
+            lo, hi = conn.execute(f"SELECT (SELECT min(rowid) FROM {table}), "
+                                  f"(SELECT max(rowid) FROM {table})").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:  # WITHOUT ROWID: no rowid to cut by
+        return []
+    if lo is None or parts < 2 or hi - lo < parts:
+        return []
+    cuts = [lo + (hi - lo + 1) * i // parts for i in range(1, parts)]
+    conds = [f"rowid < {cuts[0]}"]
+    conds += [f"rowid >= {a} AND rowid < {b}" for a, b in zip(cuts, cuts[1:], strict=False)]
+    return [*conds, f"rowid >= {cuts[-1]}"]
 
 
 def sqlite_decide(src: SqlSource, first: str, last: str) -> str:
