@@ -19,10 +19,11 @@ from pathlib import Path
 
 from lasair_parallel.csv_to_database.shard import Column, Shard, read_header
 
-# Bytes of CSV per piece that the ADBC loader parses while it inserts the previous one: the
-# first piece is parsed before anything overlaps, so smaller is better until per-piece costs
-# show (8 MiB: 5 pieces per 41 MB benchmark shard; 4 and 16 MiB measured no faster here).
+# Bytes of CSV per piece that the ADBC loader parses while it inserts the previous one
+# (8 MiB: 5 pieces per 41 MB benchmark shard).  The first piece is parsed before any insert
+# can start, so it is small: 1 MiB parses in ~5 ms here (one thread), 8 MiB in ~38 ms.
 PIECE = 8 << 20
+FIRST_PIECE = 1 << 20
 
 
 def available() -> bool:
@@ -42,15 +43,16 @@ def read_bytes(shard: Shard) -> bytes | None:
     return data
 
 
-def pieces(data: bytes, size: int = PIECE) -> list[tuple[int, int]]:
+def pieces(data: bytes, size: int = PIECE, first: int = FIRST_PIECE) -> list[tuple[int, int]]:
     """``(start, end)`` byte ranges of the data lines (after the header), each ending at a
-    line end, about ``size`` bytes each; [] for a header-only shard."""
+    line end: about ``first`` bytes, then about ``size`` each; [] for a header-only shard."""
     start = data.find(b"\n") + 1
     if start == 0:
         return []
     out = []
     while start < len(data):
-        end = data.find(b"\n", min(start + size, len(data)) - 1) + 1 or len(data)
+        step = first if not out else size
+        end = data.find(b"\n", min(start + step, len(data)) - 1) + 1 or len(data)
         out.append((start, end))
         start = end
     return out
@@ -95,7 +97,7 @@ def parse(shard: Shard, table: str, table_cols: dict[str, Column]):
     data = read_bytes(shard)
     if data is None:
         return None
-    parts = pieces(data, len(data))
+    parts = pieces(data, len(data), len(data))
     if not parts:
         return None  # no data line: the other paths load nothing, as before
     start, end = parts[0]

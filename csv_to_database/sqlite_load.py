@@ -26,9 +26,10 @@ from lasair_parallel.csv_to_database.targets import Target, connect_sqlite
 
 VERBS = sqlite_child.VERBS
 # The first shard at least this big starts the ADBC loader process; later shards of any size
-# then use it.  Measured with benchmarks/load_sqlite.py's shards: the process costs ~0.3 s to
-# start and saves ~20 ms per MB against the in-process Arrow path, so it pays from ~15 MB; a
-# smaller first shard (a streamed task's output) is not worth a process.
+# then use it.  Measured with benchmarks/load_sqlite.py (2 cores): the process costs ~0.25 s
+# to start (exec, pyarrow and ADBC imports) and saves ~13 ms per MB against the in-process
+# Arrow path (8.81 s against 4.40 s for 332 MB), so a lone shard pays from ~19 MB and a load
+# of 8 MiB shards from its second shard on; a small streamed task output is not worth it.
 CHILD_MIN = 8 << 20
 
 

@@ -91,7 +91,7 @@ def test_fast_path_across_chunks(tmp_path, monkeypatch):
     assert rows[499] == ("R0499", 499.25, "real", None, 499, "integer", None, "t499")
 
 
-# --- the Arrow path (pyarrow CSV + ADBC ingest) -----------------------------------------------
+# --- the in-process Arrow path (pyarrow CSV + sqlite3 executemany; shards < CHILD_MIN) ----
 
 def _spy_arrow(monkeypatch) -> list:
     """Record what each Arrow-path attempt returned (True = it loaded the shard)."""

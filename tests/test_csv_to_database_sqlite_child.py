@@ -287,3 +287,15 @@ def test_a_child_that_cannot_start_leaves_the_load_to_this_process(tmp_path, mon
     assert child_path == []  # the spy saw no answer: the child's start failed
     assert res.status == "loaded" and res.rows == 2
     assert rows[0] == ("A", 0.1, "real", 5e-324, 1, "integer", 2, "x", "text")
+
+
+@pytest.mark.parametrize("data", [b"h\n", b"h", b"h\na,b", b"h\na\nb\n", b"h\n" + b"x,1\n" * 5000,
+                                  b"h\n" + b"x,1\n" * 5000 + b"y,2"])
+def test_pieces_are_whole_lines_covering_the_data(data):
+    from lasair_parallel.csv_to_database.sqlite_arrow import pieces
+
+    parts = pieces(data, size=1000, first=10)
+    body = data.find(b"\n") + 1
+    assert b"".join(data[a:b] for a, b in parts) == (data[body:] if body else b"")
+    assert all(data[b - 1:b] == b"\n" for a, b in parts[:-1])
+    assert all(b - a <= 1000 + 4 for a, b in parts[1:]) and (not parts or parts[0][1] - body <= 14)
