@@ -8,7 +8,8 @@ another); the writer thread takes the shards in order and for each, in ONE trans
 Arrow data and records the row count, then COMMIT.  Parsing runs ahead of inserting, so
 while one shard goes in the next is parsed.
 
-Protocol: one JSON request per line on stdin, one JSON reply per line on stdout, matched by
+Protocol: one JSON request per line on stdin, one JSON reply per line on stdout (which
+carries nothing else: fd 1 is pointed at stderr for any library that prints), matched by
 ``id``.  Replies: ``loaded``/``skipped`` (with ``rows``), ``fallback`` (Arrow does not decide
 this shard or --insert met a duplicate: nothing was written, the parent's other paths load
 it), ``error`` (one line; ``shard`` when the ledger refused it).  EOF on stdin: finish the
@@ -97,7 +98,7 @@ class _Child:
     """Two ADBC connections on one file: the writer's (transactions) and one for the main
     thread's ledger checks; a parse thread; the queue of shards for the writer."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, out) -> None:
         import adbc_driver_manager
         import adbc_driver_sqlite
         import pyarrow as pa
@@ -116,11 +117,12 @@ class _Child:
         self.pool = ThreadPoolExecutor(1)
         self.jobs: queue.Queue = queue.Queue()
         self.out_lock = threading.Lock()
+        self.out = out
 
     def reply(self, rid: int, reply: dict) -> None:
         with self.out_lock:
-            sys.stdout.buffer.write(json.dumps(dict(reply, id=rid)).encode() + b"\n")
-            sys.stdout.buffer.flush()
+            self.out.write(json.dumps(dict(reply, id=rid)).encode() + b"\n")
+            self.out.flush()
 
     def serve(self) -> None:
         """Read requests until EOF; the writer thread answers those it is given."""
@@ -228,8 +230,10 @@ def main(argv: list[str]) -> int:
     _die_with_parent()
     if os.getppid() != int(argv[1]):
         return 1
+    out = os.fdopen(os.dup(1), "wb")  # the replies keep fd 1 to themselves:
+    os.dup2(2, 1)  # whatever else is printed goes to stderr
     try:
-        child = _Child(argv[0])
+        child = _Child(argv[0], out)
     except Exception as e:  # noqa: BLE001 - e.g. ADBC cannot open the file: one line
         print(f"cannot start: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
         return 3  # sqlite_proc.START_FAILED: the parent loads in-process instead

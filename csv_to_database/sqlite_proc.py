@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from concurrent.futures import Future
 
@@ -135,20 +136,27 @@ class ChildLoader:
         return reply["status"]
 
     def _read(self, started: threading.Event) -> None:
+        # stderr to an unlinked file, read only if the child dies: a pipe nobody reads could
+        # fill up and stop the child
+        self.err = tempfile.TemporaryFile()
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "lasair_parallel.csv_to_database.sqlite_child",
                  self.path, str(os.getpid())],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err)
         except OSError as e:
             self.death = f"cannot start the SQLite loader process: {e.strerror}"
+            self.err.close()
             return
         finally:
             started.set()
         for line in self.proc.stdout:
-            reply = json.loads(line)
-            with self.lock:
-                fut = self.pending.pop(reply["id"])
+            try:
+                reply = json.loads(line)
+                with self.lock:
+                    fut = self.pending.pop(reply["id"])
+            except (ValueError, KeyError, TypeError):
+                continue  # not a reply (the child sends its own stdout to stderr)
             fut.set_result(reply)
         self.proc.stdout.close()
         death = self._death()
@@ -161,8 +169,10 @@ class ChildLoader:
     def _death(self) -> str:
         """One line on how the child ended (its stdout is closed: reap it)."""
         rc = self.proc.wait()
-        err = self.proc.stderr.read().decode(errors="replace").strip().splitlines()
-        self.proc.stderr.close()
+        self.err.seek(0, os.SEEK_END)
+        self.err.seek(max(self.err.tell() - 4096, 0))
+        err = self.err.read().decode(errors="replace").strip().splitlines()
+        self.err.close()
         self.start_failed = rc == START_FAILED
         if rc == 0 and not err:
             return "the SQLite loader process has ended"
