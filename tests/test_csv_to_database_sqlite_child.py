@@ -170,10 +170,19 @@ def _big_shard(path: Path, nrows: int, prefix: str) -> None:
 
 
 def _state(db: Path) -> tuple[list, int]:
-    with sqlite3.connect(db, timeout=30) as conn:
+    conn = sqlite3.connect(db, timeout=30)
+    try:
         return (conn.execute("SELECT name, nrows FROM csv_to_database_ledger ORDER BY name"
                              ).fetchall(),
                 conn.execute("SELECT COUNT(*) FROM t").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _open_here(db: Path) -> bool:
+    """Whether this process has the database file open (a loader's sqlite3 connection)."""
+    fds = Path("/proc/self/fd")
+    return any(os.path.realpath(fds / fd) == str(db.resolve()) for fd in os.listdir(fds))
 
 
 def _ledger(db: Path) -> list | None:
@@ -205,6 +214,7 @@ def test_sigkill_of_the_child_mid_shard_leaves_nothing_and_rerun_loads_once(tmp_
     wait_for(lambda: _in_transaction(db) and db.stat().st_size > base + (16 << 20), timeout=60)
     pid = sqlite_proc._shared[str(db)].pid
     assert pid in children(os.getpid())
+    assert not _open_here(db)  # the loader closed its own connection: only the child writes
     os.kill(pid, signal.SIGKILL)
     loader.join(60)
     a, b = out[0].results
