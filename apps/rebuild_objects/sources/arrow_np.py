@@ -42,18 +42,28 @@ def values(arr, dtype) -> np.ndarray:
     return np.frombuffer(arr.buffers()[1], dtype=dt, count=n, offset=arr.offset * dt.itemsize)
 
 
-def floats(arr) -> np.ndarray:
-    """A float64 Arrow array as a new numpy array, NaN where null."""
+def floats(arr, order: np.ndarray | None = None) -> np.ndarray:
+    """A float64 Arrow array as a new numpy array, NaN where null; rows taken in ``order``
+    (a permutation) when given: the gather is then the only copy (fresh memory costs)."""
     v = values(arr, np.float64)
     ok = valid_mask(arr)
-    return v.copy() if ok is None else np.where(ok, v, np.nan)
+    if order is None:
+        return v.copy() if ok is None else np.where(ok, v, np.nan)
+    out = v[order]
+    if ok is not None:
+        out[~ok[order]] = np.nan
+    return out
 
 
-def ints(arr) -> tuple[np.ndarray, bool]:
-    """An int64 Arrow array as a new numpy array (0 where null) and whether it had a null."""
+def ints(arr, order: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """An int64 Arrow array as a new numpy array (0 where null; rows in ``order`` when given)
+    and whether it had a null."""
     v = values(arr, np.int64)
     ok = valid_mask(arr)
-    return (v.copy(), False) if ok is None else (np.where(ok, v, 0), True)
+    out = v.copy() if order is None else v[order]
+    if ok is not None:
+        out[~(ok if order is None else ok[order])] = 0
+    return out, ok is not None
 
 
 def codes(arr) -> tuple[np.ndarray, np.ndarray | None]:

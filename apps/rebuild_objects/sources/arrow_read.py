@@ -156,8 +156,9 @@ def list_all(d: ArrowSql) -> tuple[np.ndarray, np.ndarray]:
     return ids, counts
 
 
-def _column(table, name: str, kind: str) -> np.ndarray:
-    """One column as float64 or int64 (cast from any type Arrow can cast; TEXT columns too)."""
+def _column(table, name: str, kind: str, order: np.ndarray | None = None) -> np.ndarray:
+    """One column as float64 or int64 (cast from any type Arrow can cast; TEXT columns too),
+    its rows taken in ``order`` when given."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -169,8 +170,8 @@ def _column(table, name: str, kind: str) -> np.ndarray:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
             raise ArrowFallback(f"{name}: {e}") from None
     if kind == "f":
-        return arrow_np.floats(col)  # nulls -> NaN
-    v, null = arrow_np.ints(col)
+        return arrow_np.floats(col, order)  # nulls -> NaN
+    v, null = arrow_np.ints(col, order)
     if null:
         raise ValueError(f"{name} out of range (|{name}| >= 2**51) or NULL")  # as the row path
     return v
@@ -237,11 +238,9 @@ def to_detections(table, scan: bool, inf_is_null: bool) -> Detections:
     codes, null = arrow_np.codes(enc)
     if null is not None:
         raise ArrowFallback("NULL objectId")
-    raw = {c: _column(table, c, "f") for c in FLOAT_COLUMNS}
-    raw.update({c: _column(table, c, "i") for c in ("fid", "nid", "candid")})
+    jd, candid = _column(table, "jd", "f"), _column(table, "candid", "i")
     if scan:
-        ids, counts, perm, in_order = _scan_order(enc.dictionary, codes, raw["jd"],
-                                                  raw["candid"])
+        ids, counts, perm, in_order = _scan_order(enc.dictionary, codes, jd, candid)
     else:  # first appearance = the server's order; rows already grouped and sorted
         if np.any(np.diff(codes) < 0):  # codes follow first appearance: grouped = sorted
             raise ArrowFallback("ordered rows not grouped by object")
@@ -249,11 +248,16 @@ def to_detections(table, scan: bool, inf_is_null: bool) -> Detections:
         counts = np.bincount(codes, minlength=len(ids)).astype(np.int64)
         perm, in_order = None, True
     cols: dict[str, np.ndarray] = {}
-    for c, v in raw.items():
-        if inf_is_null and c in FLOAT_COLUMNS:
-            v[v == -np.inf] = np.nan  # a new array (arrow_np copies)
-        cols[c] = v if perm is None else v[perm]
-    candid = cols.pop("candid")
+    for c in FLOAT_COLUMNS:
+        v = (jd if perm is None else jd[perm]) if c == "jd" else _column(table, c, "f", perm)
+        if inf_is_null:
+            minus_inf = np.isneginf(v)
+            if minus_inf.any():
+                v[minus_inf] = np.nan  # v is a new array (arrow_np copies or gathers)
+        cols[c] = v
+    cols.update({c: _column(table, c, "i", perm) for c in ("fid", "nid")})
+    if not in_order:
+        candid = candid if perm is None else candid[perm]
     cols["positive"] = arrow_np.map_strings(table.column("isdiffpos"), _positive, False, perm)
     ss = arrow_np.map_strings(table.column("ssnamenr"), _ssnames, None, perm)
     return Detections(ids, counts, cols, ss, None if in_order else candid)
