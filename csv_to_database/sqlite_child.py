@@ -87,6 +87,7 @@ class _Cursor:
             self._run(sql, bind)
 
     def fetchone(self) -> tuple | None:
+        """The next row of the last SELECT, or None."""
         return self.rows.pop(0) if self.rows else None
 
     def executemany(self, sql: str, table) -> None:
@@ -120,6 +121,7 @@ class _Child:
         self.out = out
 
     def reply(self, rid: int, reply: dict) -> None:
+        """Send ``reply`` to request ``rid`` (from either thread)."""
         with self.out_lock:
             self.out.write(json.dumps(dict(reply, id=rid)).encode() + b"\n")
             self.out.flush()

@@ -96,9 +96,11 @@ class ChildLoader:
 
     @property
     def pid(self) -> int:
+        """The child's process id."""
         return self.proc.pid
 
     def alive(self) -> bool:
+        """Whether the child can still take shards."""
         return self.death is None
 
     def load(self, shard: Shard, table: str, mode: str, reload: bool) -> str:
@@ -170,14 +172,14 @@ class ChildLoader:
         """One line on how the child ended (its stdout is closed: reap it)."""
         rc = self.proc.wait()
         self.err.seek(0, os.SEEK_END)
-        self.err.seek(max(self.err.tell() - 4096, 0))
+        self.err.seek(max(self.err.tell() - 4096, 0))  # the last line is all we show
         err = self.err.read().decode(errors="replace").strip().splitlines()
         self.err.close()
         self.start_failed = rc == START_FAILED
         if rc == 0 and not err:
             return "the SQLite loader process has ended"
         how = f"was killed by {signal.Signals(-rc).name}" if rc < 0 else f"exited with {rc}"
-        last = f": {err[-1][:200]}" if err else ""
+        last = f": {err[-1][:200]}" if err else ""  # 200: keeps the message to one line
         return (f"the SQLite loader process (pid {self.proc.pid}) {how}{last}; whatever it had "
                 "not committed was rolled back: rerun, the ledger loads each shard once")
 
@@ -188,7 +190,7 @@ class ChildLoader:
                 self.proc.stdin.close()
             except OSError:
                 pass
-        self.reader.join(timeout=60)
+        self.reader.join(timeout=60)  # the last user has no shard in flight: it only exits
         if self.reader.is_alive():  # stuck (a lock it cannot get?): stop it, by its pid
             self.proc.kill()
             self.reader.join()
