@@ -40,6 +40,7 @@ SAMPLE = 2000
 # most are further apart than this, the rows are laid out by something else (arrival time).
 NEAR_ROWS = 2
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.:+-]*$")  # ids put into the SQL text as literals
+EVERY_ID = ("", "\U0010ffff")  # (first, last) bounding every objectId: the whole table
 SELECTED = ("objectId", "candid", *FLOAT_COLUMNS, "fid", "nid", "isdiffpos", "ssnamenr")
 
 

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, quote, unquote, urlparse
 
 import numpy as np
 from lasair_parallel.apps.rebuild_objects.sources.arrow_read import (
+    EVERY_ID,
     ArrowFallback,
     ArrowSql,
     list_all,
@@ -40,7 +41,8 @@ from lasair_parallel.apps.rebuild_objects.sources.base import (
     concat,
 )
 from lasair_parallel.apps.rebuild_objects.sources.sql_arrow import (
-    connectorx_module,
+    connectorx_installed,
+    lazy_read_sql,
     mysql_arrow,
     mysql_decide,
     rowid_split,
@@ -113,7 +115,7 @@ class SqlSource:
         if self.arrow is not None and self.reader != "rows":
             try:
                 if self.reader == "scan" or (self.reader == "auto" and self.decide
-                                             and self.decide(self, "", "\U0010ffff") == "scan"):
+                                             and self.decide(self, *EVERY_ID) == "scan"):
                     return list_all(self.arrow)
             except ArrowFallback as e:
                 print(f"rebuild_objects: Arrow listing not possible ({e}); paging",
@@ -260,12 +262,9 @@ def sqlite_source(spec: str) -> SqlSource:
         return sqlite3.connect(uri, uri=True, isolation_level=None)
 
     arrow = None
-    cx = connectorx_module()
-    if cx is not None and _PATH_OK.match(resolved) and IDENT.match(table):
+    if connectorx_installed() and _PATH_OK.match(resolved) and IDENT.match(table):
         # connectorx opens the file itself (it exists: checked above); its SELECTs never write
-        def fetch(sql: str):
-            return cx.read_sql(f"sqlite://{resolved}", sql, return_type="arrow")
-
+        fetch = lazy_read_sql(lambda: f"sqlite://{resolved}")
         arrow = ArrowSql(fetch, table, '"', "NOT INDEXED", inf_is_null=True,
                          split=lambda: rowid_split(connect, table))
     # SQLite reads the literal 1e999 as +inf: NULL floats come back as -inf (see numeric_select).

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from lasair_parallel.apps.rebuild_objects.sources.arrow_read import (
+    EVERY_ID,
     SAMPLE,
     ArrowFallback,
     ArrowSql,
@@ -33,6 +34,26 @@ def connectorx_module():
     except ImportError:
         return None
     return connectorx
+
+
+def connectorx_installed() -> bool:
+    """Whether connectorx and pyarrow can be imported, without importing them: a block the
+    row path reads (a small one) never pays their import (~50 ms, ``python -X importtime``);
+    a failed import later is an ArrowFallback like any other."""
+    from importlib.util import find_spec
+
+    return find_spec("connectorx") is not None and find_spec("pyarrow") is not None
+
+
+def lazy_read_sql(url_of: Callable[[], str]) -> Callable[[str], object]:
+    """``fetch(sql)``: connectorx's Arrow read of ``url_of()``, imported on the first call."""
+    def fetch(sql: str):
+        cx = connectorx_module()
+        if cx is None:
+            raise ArrowFallback("connectorx or pyarrow cannot be imported")
+        return cx.read_sql(url_of(), sql, return_type="arrow")
+
+    return fetch
 
 
 def scan_parts() -> int:
@@ -90,6 +111,8 @@ def sqlite_decide(src: SqlSource, first: str, last: str) -> str:
     clustered = unclustered_share(rowids) < 0.5
     if clustered:
         return "seek"
+    if (first, last) == EVERY_ID:  # the whole table: scanning it beats seeking every row
+        return "scan"
     block_rows = cur.execute(f"SELECT count(*) FROM {t} WHERE objectId BETWEEN ? AND ?",
                              (first, last)).fetchone()[0]
     return choose(clustered, block_rows, table_rows)
@@ -136,8 +159,7 @@ def mysql_arrow(kw: dict, table: str) -> ArrowSql | None:
     password) is built here, handed to connectorx in-process and never printed: errors are
     scrubbed of it.  The driver (Rust `mysql` crate) answers a server's LOCAL INFILE request
     with an error when no handler is set, and connectorx sets none."""
-    cx = connectorx_module()
-    if cx is None or "unix_socket" in kw:
+    if not connectorx_installed() or "unix_socket" in kw:
         return None
     conf = option_file_client(kw["read_default_file"]) if "read_default_file" in kw else {}
     password = kw.get("password", conf.get("password", ""))
@@ -150,10 +172,13 @@ def mysql_arrow(kw: dict, table: str) -> ArrowSql | None:
     url = (f"mysql://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
            f"{quote(db, safe='')}?cxprotocol=text")
     secrets = [s for s in (password, quote(password, safe=""), url) if s]
+    read = lazy_read_sql(lambda: url)
 
     def fetch(sql: str):
         try:
-            return cx.read_sql(url, sql, return_type="arrow")
+            return read(sql)
+        except ArrowFallback:
+            raise
         except Exception as e:
             msg = str(e)
             for s in secrets:
