@@ -8,7 +8,7 @@ import math
 import random
 import shlex
 
-from lasair_parallel.tasks import Task
+from lasair_parallel.tasks import Task, split
 from lasair_parallel.tasks.app import PlanContext
 from lasair_parallel.tasks.model import python_command, run_path
 
@@ -187,18 +187,11 @@ def gather_task(ctx: PlanContext, tasks: list[Task]) -> Task:
                 inputs=tuple(ctx.code_files) + tuple(outputs), after=tuple(t.id for t in tasks))
 
 
-def pieces(seconds: float, piece: float) -> tuple[int, float]:
-    """``(n, remainder)``: a task of ``seconds`` cut into n pieces of at most ``piece``
-    seconds; n - 1 of them are spawned, the remainder (<= piece) runs in the task itself."""
-    n = max(1, math.ceil(round(seconds / piece, 6)))
-    return n, round(seconds - piece * (n - 1), 3)
-
-
 def shell_split(i: int, seconds: float, piece: float, run_dir, outputs: bool,
                 fail_attempts: int, slow: tuple[str, float] | None = None) -> str:
     """A shell sleep task that spawns its pieces (one Task JSON per line on
     $PARALLEL_SPAWN_FD, the protocol any program may speak) and sleeps the remainder."""
-    n, rest = pieces(seconds, piece)
+    n, rest = split.cut(seconds, piece)  # n - 1 spawned, the remainder runs here
     lines = []
     for k in range(1, n):
         out = [run_dir / "out" / f"busy-{i:05d}-p{k:03d}.txt"] if outputs else []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import socket
 import sys
@@ -14,6 +13,7 @@ from lasair_parallel.tasks.emit import emitter, head_path, spawn
 from lasair_parallel.tasks.model import run_path
 from lasair_parallel.tasks.outputs import atomic_write
 from lasair_parallel.tasks.protocol import ENV_ATTEMPT, ENV_RUN_DIR, ENV_TASK_ID
+from lasair_parallel.tasks.split import cut
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +71,7 @@ def split(a: argparse.Namespace) -> float:
     from lasair_parallel.apps.busy.app import shell_sleep
 
     piece = a.split_above
-    n = max(1, math.ceil(round(a.seconds / piece, 6)))
+    n, rest = cut(a.seconds, piece)
     if n == 1:
         return a.seconds
     me = os.environ.get(ENV_TASK_ID) or f"busy-{a.index:05d}"
@@ -91,7 +91,7 @@ def split(a: argparse.Namespace) -> float:
                                  + (["--output", outputs[0]] if outputs else []))
         pieces.append(Task(id=f"{me}-p{k:03d}", command=cmd, weight=piece, outputs=outputs))
     spawn(*pieces)
-    return round(a.seconds - piece * (n - 1), 3)
+    return rest
 
 
 def stream_rows(index: int, n: int, to_file: str | None = None, batch: int = 10_000) -> None:
