@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 PARALLEL = [sys.executable, "-m", "lasair_parallel.head.cli.main"]
@@ -91,3 +94,28 @@ def children(pid: int) -> list[int]:
             except OSError:
                 pass
     return out
+
+
+def cmdline(pid: int) -> str:
+    """Process ``pid``'s command line, arguments joined by spaces ("" once it has gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def frozen_host(agent: int, task_token: str) -> Iterator[list[int]]:
+    """Freeze a worker like a paused VM: SIGSTOP the agent ``agent`` and its children except
+    the tasks (command lines containing ``task_token``), SIGCONT them all on leaving.
+    Yields the frozen PIDs; one already gone by then (killed by the host's next agent, as
+    leftovers of a frozen one) is skipped."""
+    pids = [agent] + [c for c in children(agent) if task_token not in cmdline(c)]
+    for p in pids:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        yield pids
+    finally:
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGCONT)

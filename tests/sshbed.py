@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helpers import children
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
@@ -72,7 +74,7 @@ class SSHHost:
         """PIDs of this sshd's per-connection children (found through /proc, by parent)."""
         if self.proc is None:
             return []
-        return _children(self.proc.pid)
+        return children(self.proc.pid)
 
     def kill(self) -> None:
         """SIGKILL the listener and its connection processes (a crashed worker's sshd)."""
@@ -98,27 +100,12 @@ class SSHHost:
             self.proc = None
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid:
-            out.append(int(d.name))
-    return out
-
-
 def _descendants(pid: int, sshd_only: bool = False) -> list[int]:
     out = []
     todo = [pid]
     while todo:
         p = todo.pop()
-        for c in _children(p):
+        for c in children(p):
             if sshd_only:
                 try:
                     comm = Path(f"/proc/{c}/comm").read_text().strip()

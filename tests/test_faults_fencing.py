@@ -12,8 +12,8 @@ from pathlib import Path
 
 from helpers import (
     agent_pid,
-    children,
     count,
+    frozen_host,
     journal,
     parallel,
     processes_with,
@@ -75,19 +75,8 @@ def test_reconnecting_head_kills_leftovers_of_a_frozen_agent(fresh_bed, tmp_path
     run = tmp_path / "runs" / "work"
     wait_for(lambda: count(run, "SELECT COUNT(*) FROM attempts WHERE outcome='running'") == 2)
     pid = agent_pid(run, fresh_bed.hosts[0].label)
-    frozen = [pid] + [c for c in children(pid)
-                      if f"sleep {token}" not in (Path(f"/proc/{c}/cmdline").read_bytes()
-                                                  .replace(b"\0", b" ").decode())]
-    for p in frozen:
-        os.kill(p, signal.SIGSTOP)
-    try:
+    with frozen_host(pid, f"sleep {token}") as frozen:
         out, err = proc.communicate(timeout=120)
-    finally:
-        for p in frozen:
-            try:
-                os.kill(p, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
     assert proc.returncode == 0, err
     wait_for(lambda: processes_with(f"sleep {token}") == [], timeout=5)
     assert runs_of(tmp_path) == [0, 1]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from helpers import (
     agent_pid,
-    children,
     count,
+    frozen_host,
     journal,
     parallel,
     processes_with,
@@ -49,13 +49,6 @@ def ok_count(run_dir: Path) -> int:
 
 def running_count(run_dir: Path) -> int:
     return count(run_dir, "SELECT COUNT(*) FROM attempts WHERE outcome = 'running'")
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 @dataclass
@@ -114,17 +107,8 @@ def test_frozen_host_is_detected_by_heartbeat(fresh_bed, tmp_path):
     # The whole host frozen: the agent and its guardian (a frozen agent alone is fenced by
     # its guardian, see test_faults_fencing.py).  Connection alive, peer frozen: only a
     # heartbeat notices.
-    frozen = [pid] + [c for c in children(pid) if "sleep" not in _cmdline(c)]
-    for p in frozen:
-        os.kill(p, signal.SIGSTOP)
-    try:
+    with frozen_host(pid, "sleep"):
         out, err = proc.communicate(timeout=120)
-    finally:
-        for p in frozen:
-            try:
-                os.kill(p, signal.SIGCONT)
-            except ProcessLookupError:
-                pass  # killed by the next agent on that host (leftovers of a frozen one)
     assert proc.returncode == 0, err
     assert_outputs_exact(tmp_path)
     reasons = [r[0] for r in journal(run).execute(
