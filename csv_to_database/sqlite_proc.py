@@ -91,8 +91,8 @@ class ChildLoader:
                                        name="sqlite-child-reader")
         self.reader.start()
         started.wait()
-        if self.proc is None:
-            raise LoadError(self.death or "cannot start the SQLite loader process")
+        if self.proc is None:  # no interpreter to run it: load in this process instead
+            raise ChildUnavailable(self.death or "cannot start the SQLite loader process")
 
     @property
     def pid(self) -> int:
