@@ -74,6 +74,7 @@ def candidates(shard: Path, work: Path) -> None:
     from lasair_parallel.csv_to_database import sqlite_arrow
     from lasair_parallel.csv_to_database.schema import sqlite_columns
     from lasair_parallel.csv_to_database.shard import read_header, scan
+    from lasair_parallel.csv_to_database.sqlite_child import insert_sql
 
     def fresh(name: str) -> Path:
         db = work / f"cand_{name}.db"
@@ -86,8 +87,7 @@ def candidates(shard: Path, work: Path) -> None:
     s = scan(shard)
     cols = read_header(s, "objects", sqlite_columns(conn, "objects"))
     table = sqlite_arrow.parse(s, "objects", sqlite_columns(conn, "objects"))
-    sql = (f"INSERT OR REPLACE INTO objects ({', '.join(c.name for c in cols)}) "
-           f"VALUES ({', '.join('?' * len(cols))})")
+    sql = insert_sql("replace", "objects", cols)
     t0 = time.perf_counter()
     lists = sqlite_arrow.columns(table, cols)
     t_lists = time.perf_counter() - t0

@@ -36,6 +36,14 @@ BUSY_MS = 600_000  # wait for another loader's write lock as long as connect_sql
 VERBS = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE", "insert": "INSERT"}
 
 
+def insert_sql(mode: str, table: str, cols: list[Column], marks: list[str] | None = None) -> str:
+    """The INSERT of one row of ``cols`` for ``mode``; ``marks`` are the value expressions
+    (one ``?`` per column unless given)."""
+    names = ", ".join(f'"{c.name}"' for c in cols)
+    values = ", ".join(marks if marks is not None else ["?"] * len(cols))
+    return f'{VERBS[mode]} INTO "{table}" ({names}) VALUES ({values})'
+
+
 def _die_with_parent() -> None:
     """Ask Linux to SIGKILL this process when the thread that started it ends (the parent's
     reader thread, which lives as long as the parent needs this process)."""
@@ -178,9 +186,7 @@ class _Child:
         if todo[0].result() is None:
             return {"status": "fallback"}
         table, cur = req["table"], self.cur
-        names = ", ".join(f'"{c.name}"' for c in shard.columns)
-        sql = (f'{VERBS[req["mode"]]} INTO "{table}" ({names}) '
-               f'VALUES ({", ".join("?" * len(shard.columns))})')
+        sql = insert_sql(req["mode"], table, shard.columns)
         cur.execute("BEGIN IMMEDIATE")  # the write lock: another process's loader waits here
         try:
             if self.ledger.claim(cur, table, shard, req["reload"],

@@ -24,7 +24,6 @@ from lasair_parallel.csv_to_database.shard import (
 )
 from lasair_parallel.csv_to_database.targets import Target, connect_sqlite
 
-VERBS = sqlite_child.VERBS
 # The first shard at least this big starts the ADBC loader process; later shards of any size
 # then use it.  Measured with benchmarks/load_sqlite.py (2 cores): the process costs ~0.25 s
 # to start (exec, pyarrow and ADBC imports) and saves ~13 ms per MB against the in-process
@@ -168,8 +167,7 @@ class SQLiteLoader:
         return True
 
     def _insert_sql(self, shard: Shard, marks: list[str]) -> str:
-        cols = ", ".join(f'"{c.name}"' for c in shard.columns)
-        return f'{VERBS[self.mode]} INTO "{self.table}" ({cols}) VALUES ({", ".join(marks)})'
+        return sqlite_child.insert_sql(self.mode, self.table, shard.columns, marks)
 
     def _load_simple(self, cur, shard: Shard, progress: _Once) -> bool:
         """The fast path (see :func:`simple_chunks`); False if the shard needs the row path.
