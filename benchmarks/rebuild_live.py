@@ -4,10 +4,8 @@ previous code), side by side on the same tables, SQLite and MariaDB, in one run.
 
     python benchmarks/rebuild_live.py [--objects 128000] [--no-mariadb]
 
-The table: the bundled real sample's 364 objects replicated under new ids (~10 detections per
-object, real NULL patterns and duplicate jd), rows inserted in jd order across all objects
-(as an alert stream fills it: not clustered by object), index on (objectId, jd) only; MariaDB's
-copy has no primary key, so InnoDB keeps the rows in insertion order too.  Each run is
+The table: benchmarks/_tables.py (the real sample replicated, rows in arrival order, index on
+(objectId, jd) only; not clustered by object in SQLite or InnoDB).  Each run is
 `parallel run apps/rebuild_objects --procs 1 -- --source SPEC` on this machine (local
 transport), timed from the outside; the shards of both readers are compared byte for byte (the
 features are equal; tests/test_rebuild_arrow_read.py checks them against the per-object
@@ -29,16 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # _tables when run from elsewhere
 
-from lasair_parallel.apps.rebuild_objects.sources.dbwrite import (  # noqa: E402
-    LIVE_INDEX_COLUMNS,
-    write_mysql,
-    write_sqlite,
-)
-from lasair_parallel.apps.rebuild_objects.sources.replicate import (  # noqa: E402
-    arrival_order,
-    replicated_sample,
-)
+from _tables import live_mariadb, live_sqlite  # noqa: E402
 
 LASAIR_PER_S = 128_000 / 7828  # anchors.md section 1: 16 objects/s
 TASK_LINE = re.compile(r"\((\d+) objects.* in ([\d.]+) s \(read ([\d.]+), features ([\d.]+), "
@@ -91,12 +82,7 @@ def main() -> None:
     env = dict(os.environ)
     server = None
     try:
-        det = replicated_sample(a.objects)
-        order = arrival_order(det)
-        t = time.perf_counter()
-        write_sqlite(work / "live.db", det, order=order, index=LIVE_INDEX_COLUMNS)
-        print(f"setup: {a.objects:,} objects, {det.n_rows:,} rows in arrival order, SQLite "
-              f"{time.perf_counter() - t:.1f} s (not timed)", flush=True)
+        det = live_sqlite(work / "live.db", a.objects)
         compare("SQLite", work, f"sqlite:///{work / 'live.db'}", env, "?")
         if a.no_mariadb:
             return
@@ -104,12 +90,7 @@ def main() -> None:
 
         server = start_mariadb(work / "mariadb", {"innodb-buffer-pool-size": "1G"})
         dbname = server.create_database("ztf")
-        t = time.perf_counter()
-        with server.connect(dbname) as conn:
-            write_mysql(conn, det, order=order, index=LIVE_INDEX_COLUMNS, batch=20_000)
-            with conn.cursor() as cur:
-                cur.execute("ANALYZE TABLE candidates")
-        print(f"setup: MariaDB {time.perf_counter() - t:.1f} s (not timed)", flush=True)
+        live_mariadb(server, dbname, det)
         # the password reaches the tasks by the environment only (never argv or the journal)
         compare("MariaDB", work, server.url(dbname), dict(env, MYSQL_PWD=PASSWORD), "?")
     finally:

@@ -27,17 +27,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _tables when run from elsewhere
 
+from _tables import live_sqlite  # noqa: E402
 from lasair_parallel.apps.rebuild_objects.features import compute_features  # noqa: E402
 from lasair_parallel.apps.rebuild_objects.sources import open_source  # noqa: E402
-from lasair_parallel.apps.rebuild_objects.sources.dbwrite import (  # noqa: E402
-    LIVE_INDEX_COLUMNS,
-    write_sqlite,
-)
-from lasair_parallel.apps.rebuild_objects.sources.replicate import (  # noqa: E402
-    arrival_order,
-    replicated_sample,
-)
+from lasair_parallel.apps.rebuild_objects.sources.dbwrite import write_sqlite  # noqa: E402
 from reference_features import reference_features, rows_of  # noqa: E402
 
 LASAIR_S_PER_OBJECT = 7828 / 128_000  # anchors.md section 1
@@ -107,8 +102,7 @@ def main() -> None:
         tmp = Path(tmp)
         t = time.perf_counter()
         if a.table == "live":
-            det = replicated_sample(a.objects)
-            write_sqlite(tmp / "live.db", det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS)
+            det = live_sqlite(tmp / "live.db", a.objects)
         else:
             syn = open_source(f"synthetic:{a.objects}")
             ids, _ = syn.list_objects()

@@ -2,8 +2,8 @@
 
     python benchmarks/rebuild_sweep.py [--objects 128000] [--workers 1,2,4] [--procs 1,2,4,8]
 
-128,000 real-shaped objects (the bundled real sample replicated under new ids, rows inserted in
-jd order across all objects, index on (objectId, jd) only: ``sources.replicate``) in one SQLite
+128,000 real-shaped objects (benchmarks/_tables.py: the bundled real sample replicated, rows in
+arrival order, index on (objectId, jd) only) in one SQLite
 file that every worker reads in place (the 4 sshd hosts are 127.0.0.2-5 on this machine);
 workers 1,2,4 x procs 1,2,4,8, each cell a whole `parallel run` (connect, plan, tasks, shards
 copied back).  Prints the bench's table next to Lasair's stated one (anchors.md section 1).
@@ -21,15 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # _tables when run from elsewhere
 
-from lasair_parallel.apps.rebuild_objects.sources.dbwrite import (  # noqa: E402
-    LIVE_INDEX_COLUMNS,
-    write_sqlite,
-)
-from lasair_parallel.apps.rebuild_objects.sources.replicate import (  # noqa: E402
-    arrival_order,
-    replicated_sample,
-)
+from _tables import live_sqlite  # noqa: E402
 from sshbed import start_bed  # noqa: E402
 
 # anchors.md section 1: Lasair's stated seconds for 128,000 objects, procs x workers
@@ -44,12 +38,8 @@ def main() -> None:
     ap.add_argument("--procs", default="1,2,4,8")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-rebuild-sweep-"))
-    det = replicated_sample(a.objects)
-    t = time.perf_counter()
     db = work / "candidates.db"
-    write_sqlite(db, det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS)
-    print(f"setup: {a.objects:,} objects, {det.n_rows:,} rows in arrival order "
-          f"({time.perf_counter() - t:.1f} s, not timed)", flush=True)
+    live_sqlite(db, a.objects)
     bed = start_bed(work / "bed", n=4)
     try:
         # The 4 loopback hosts share this machine's filesystem (the database file, the run
