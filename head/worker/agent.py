@@ -544,12 +544,34 @@ class Agent:
 
 
 def _project_version():
-    """The lasair-parallel version installed for this interpreter, if any (for deploy checks)."""
-    try:
-        from importlib.metadata import version
-        return version("lasair-parallel")
-    except Exception:
-        return None
+    """The lasair-parallel version installed for this interpreter, if any (for deploy checks).
+
+    Read from the first ``*.dist-info``/``*.egg-info`` folder of that name on sys.path, the
+    folders importlib.metadata would find first: importing importlib.metadata took 14-35 ms
+    of each agent's start (python -X importtime on a worker), ahead of its hello.
+    """
+    for entry in sys.path:
+        try:
+            names = sorted(os.listdir(entry or "."))
+        except OSError:
+            continue
+        for name in names:
+            stem, dot, kind = name.rpartition(".")
+            if not dot or kind not in ("dist-info", "egg-info"):
+                continue
+            if not re.match(r"lasair[-_.]parallel(-|$)", stem, re.IGNORECASE):
+                continue
+            meta = "METADATA" if kind == "dist-info" else "PKG-INFO"
+            try:
+                with open(os.path.join(entry or ".", name, meta), encoding="utf-8") as f:
+                    for line in f:
+                        if line.startswith("Version:"):
+                            return line.split(":", 1)[1].strip()
+                        if not line.strip():
+                            break  # the headers end here
+            except OSError:
+                pass
+    return None
 
 
 def main(argv):
