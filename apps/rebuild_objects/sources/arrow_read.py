@@ -134,19 +134,17 @@ def list_all(d: ArrowSql) -> tuple[np.ndarray, np.ndarray]:
     """(objectIds, detection counts) from one scan of the table, in listing order: the
     server's (GROUP BY ... ORDER BY in its collation) or, for SQLite's BINARY collation,
     code-point order (= UTF-8 byte order, Arrow's string order) sorted here."""
-    import pyarrow.compute as pc
-
     where = "WHERE candid IS NOT NULL"
     try:
         if d.server_sorts:
             return _server_listing(d)
         base = f"SELECT objectId FROM {d.table} {d.no_index} {where}"
         t = scan_all(d, base)
-        vc = pc.value_counts(t.column(0))
+        vc = arrow_np.compute("value_counts", t.column(0))
         names = vc.field("values")
-        order = pc.sort_indices(names)
-        ids = np.asarray(pc.take(names, order).to_pylist(), dtype=object)
-        counts = arrow_np.ints(pc.take(vc.field("counts"), order))[0]
+        order = arrow_np.sort_indices(names)
+        ids = np.asarray(arrow_np.compute("take", names, order).to_pylist(), dtype=object)
+        counts = arrow_np.ints(arrow_np.compute("take", vc.field("counts"), order))[0]
     except ArrowFallback:
         raise
     except Exception as e:
@@ -179,13 +177,12 @@ def _column(table, name: str, kind: str, order: np.ndarray | None = None) -> np.
     """One column as float64 or int64 (cast from any type Arrow can cast; TEXT columns too),
     its rows taken in ``order`` when given."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     col = arrow_np.flat(table.column(name))
     want = pa.float64() if kind == "f" else pa.int64()
     if col.type != want:
         try:
-            col = pc.cast(col, want)
+            col = arrow_np.cast(col, want)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
             raise ArrowFallback(f"{name}: {e}") from None
     if kind == "f":
@@ -213,7 +210,6 @@ def _scan_order(names, codes: np.ndarray, jd: np.ndarray, candid: np.ndarray):
     (ids, counts, row permutation, whether the rows are now in (jd, candid) order).
     ``names`` is the Arrow dictionary of the block's objectIds, ``codes`` each row's index."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if not (pa.types.is_string(names.type) or pa.types.is_large_string(names.type)):
         raise ArrowFallback(f"objectId of type {names.type}")
@@ -221,7 +217,7 @@ def _scan_order(names, codes: np.ndarray, jd: np.ndarray, candid: np.ndarray):
     n = len(listed)
     if len({s.lower().rstrip() for s in listed}) != n:
         raise ArrowFallback("objectIds equal under a case/space-insensitive collation")
-    order = arrow_np.values(pc.sort_indices(names), np.uint64).astype(np.int64)
+    order = arrow_np.values(arrow_np.sort_indices(names), np.uint64).astype(np.int64)
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
     key = rank[codes]
@@ -251,9 +247,7 @@ def to_detections(table, scan: bool, inf_is_null: bool) -> Detections:
     objectId in byte order, each object's rows sorted by (jd, candid) in numpy (a stable sort
     by object alone when the table is in arrival order, which it checks).
     """
-    import pyarrow.compute as pc
-
-    enc = pc.dictionary_encode(arrow_np.flat(table.column("objectId")))
+    enc = arrow_np.compute("dictionary_encode", arrow_np.flat(table.column("objectId")))
     codes, null = arrow_np.codes(enc)
     if null is not None:
         raise ArrowFallback("NULL objectId")
