@@ -154,7 +154,11 @@ class SQLiteLoader:
     def _load_arrow(self, cur, shard: Shard, progress: _Once) -> bool:
         """The in-process Arrow path (``sqlite_arrow``), when ADBC is not installed; False if
         the shard needs another path.  Runs in a savepoint, like the fast path."""
-        table = sqlite_arrow.parse(shard, self.table, self.columns)
+        try:
+            table = sqlite_arrow.parse(shard, self.table, self.columns)
+        except ImportError:  # found but broken (``available`` only looks it up)
+            self.arrow = False
+            return False
         if table is None:
             return False
         cols = sqlite_arrow.columns(table, shard.columns)
