@@ -2,7 +2,7 @@
 Arrow reads (default, ``reader=auto``) against the row-by-row reads (``?reader=rows``, the
 previous code), side by side on the same tables, SQLite and MariaDB, in one run.
 
-    python benchmarks/rebuild_live.py [--objects 128000] [--no-mariadb]
+    python benchmarks/rebuild_live.py [--objects 128000] [--no-mariadb] [--task-seconds S]
 
 The table: benchmarks/_tables.py (the real sample replicated, rows in arrival order, index on
 (objectId, jd) only; not clustered by object in SQLite or InnoDB).  Each run is
@@ -36,11 +36,14 @@ TASK_LINE = re.compile(r"\((\d+) objects.* in ([\d.]+) s \(read ([\d.]+), featur
                        r"write ([\d.]+)\)")
 
 
+HEAD_ARGS: list[str] = []  # extra `parallel run` options (--task-seconds), from the command line
+
+
 def run(work: Path, name: str, spec: str, env: dict) -> dict:
     """One whole `parallel run`; wall seconds, task split, digest of the shards' rows."""
     cmd = [sys.executable, "-m", "lasair_parallel.head.cli.main", "run",
-           str(ROOT / "apps" / "rebuild_objects"), "--procs", "1", "--name", name, "-q", "--",
-           "--source", spec]
+           str(ROOT / "apps" / "rebuild_objects"), "--procs", "1", "--name", name, "-q",
+           *HEAD_ARGS, "--", "--source", spec]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -83,7 +86,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--objects", type=int, default=128_000)
     ap.add_argument("--no-mariadb", action="store_true")
+    ap.add_argument("--task-seconds", type=float,
+                    help="passed to `parallel run` (a large value: no run-time task splits)")
     a = ap.parse_args()
+    if a.task_seconds:
+        HEAD_ARGS.extend(["--task-seconds", repr(a.task_seconds)])
     work = Path(tempfile.mkdtemp(prefix="bench-rebuild-live-"))
     env = dict(os.environ)
     server = None
