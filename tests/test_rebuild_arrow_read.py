@@ -278,3 +278,14 @@ def test_mysql_arrow_reads_and_no_local_infile(mariadb_server, monkeypatch, live
     assert list(rows_listing[0]) == list(scan_listing[0])
     assert rows_listing[1].tolist() == scan_listing[1].tolist()
     assert rows_listing[1].sum() < ref.n_rows
+
+
+def test_ids_equal_under_a_case_insensitive_collation_are_found():
+    from lasair_parallel.apps.rebuild_objects.sources.arrow_read import _fold_collides
+
+    ids = [f"ZTF18{i:07d}abc" for i in range(3000)]
+    assert not _fold_collides(ids)
+    assert _fold_collides([*ids, "ztf180000007abc"])  # case only
+    assert _fold_collides(["ZTF1 ", "ZTF1"]) and _fold_collides(["a\t", "A"])  # pad space
+    assert _fold_collides(["x\ny", "X\nY"])  # a newline inside an id: compared id by id
+    assert not _fold_collides(["a\n", "b"]) and not _fold_collides([])

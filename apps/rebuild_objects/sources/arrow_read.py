@@ -39,6 +39,7 @@ SAMPLE = 2000
 # In a table stored by object, index neighbours are storage neighbours (rowids 1 apart); when
 # most are further apart than this, the rows are laid out by something else (arrival time).
 NEAR_ROWS = 2
+_TRAILING_SPACE = re.compile(r"\s(?:\n|\Z)")
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.:+-]*$")  # ids put into the SQL text as literals
 EVERY_ID = ("", "\U0010ffff")  # (first, last) bounding every objectId: the whole table
 SELECTED = ("objectId", "candid", *FLOAT_COLUMNS, "fid", "nid", "isdiffpos", "ssnamenr")
@@ -205,6 +206,16 @@ def stable_argsort(key: np.ndarray, n: int) -> np.ndarray:
     return np.argsort(key, kind="stable")
 
 
+def _fold_collides(ids: list[str]) -> bool:
+    """Whether two ids are equal lowercased and without trailing whitespace (as a case- and
+    pad-insensitive collation compares them).  One lower() of all ids joined (3x faster than
+    one per id) when none holds a newline or ends in whitespace, else id by id."""
+    joined = "\n".join(ids)
+    if joined.count("\n") == len(ids) - 1 and not _TRAILING_SPACE.search(joined):
+        return len(set(joined.lower().split("\n"))) != len(ids)
+    return len({s.lower().rstrip() for s in ids}) != len(ids)
+
+
 def _scan_order(names, codes: np.ndarray, jd: np.ndarray, candid: np.ndarray):
     """Scanned rows grouped by objectId (byte order), each object's rows by (jd, candid):
     (ids, counts, row permutation, whether the rows are now in (jd, candid) order).
@@ -215,7 +226,7 @@ def _scan_order(names, codes: np.ndarray, jd: np.ndarray, candid: np.ndarray):
         raise ArrowFallback(f"objectId of type {names.type}")
     listed = names.to_pylist()
     n = len(listed)
-    if len({s.lower().rstrip() for s in listed}) != n:
+    if _fold_collides(listed):
         raise ArrowFallback("objectIds equal under a case/space-insensitive collation")
     order = arrow_np.values(arrow_np.sort_indices(names), np.uint64).astype(np.int64)
     rank = np.empty(n, dtype=np.int64)
