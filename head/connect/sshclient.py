@@ -13,7 +13,7 @@ import os
 import socket
 
 from lasair_parallel.head.connect.hosts import SSHTarget
-from pssh.clients.native.single import SSHClient
+from pssh.clients.native.single import THREAD_POOL, SSHClient
 from ssh2 import knownhost as kh
 from ssh2 import session as ss
 
@@ -54,6 +54,14 @@ class _Client(SSHClient):
         super()._init_session(retries)
         if self._verify:
             check_host_key(self.session, self.host, self.port, self._known_hosts)
+
+    def _auth_retry(self, retries=1):
+        # parallel-ssh runs the handshake in gevent's thread pool but authenticates in the
+        # calling thread with the session still blocking: each host's auth round trips then
+        # stalled every other greenlet, and 4 hosts authenticated one after another (the 4th
+        # ~60 ms after the 1st, measured on loopback).  In the pool (ssh2-python releases the
+        # GIL in libssh2 calls) they overlap; the session is this client's alone meanwhile.
+        THREAD_POOL.apply(super()._auth_retry, (retries,))
 
 
 def check_host_key(session, host: str, port: int, known_hosts) -> None:
