@@ -70,7 +70,9 @@ def test_jump_field_one_shared_connection(netbed, sshbed, tmp_path):
     hosts = hosts_yaml(tmp_path / "hosts.yaml", netbed, sshbed,
                        jump=f"{sshbed.user}@{netbed.jump_addr}:{netbed.jump.port}")
     (tmp_path / "tasks.txt").write_text(
-        "\n".join(f'echo "$SSH_CONNECTION" {i}' for i in range(8)) + "\n")
+        # 1 s each: dispatch starts on the first worker up, and echo alone would let it run
+        # all 8 before the other has connected through the jump host.
+        "\n".join(f'sleep 1; echo "$SSH_CONNECTION" {i}' for i in range(8)) + "\n")
     before = netbed.jump.accepted()
     p = run(["run", "--tasks", "tasks.txt", "--workers", hosts, "--ssh-config", cfg,
              "--name", "j"], tmp_path)

@@ -119,6 +119,7 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
                            done=sched.done, failed=sched.failed,
                            skipped_after_failure=sched.dyn.skipped,
                            interrupted=sched.interrupted, reason=sched.abort_reason)
+        log.debug("scheduler returned")
         result.failures = failures(journal)
         if stream_loader is not None:
             # Also what an earlier, interrupted run committed but had not loaded yet.
@@ -138,6 +139,7 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
     finally:
         journal.close()
         lock.release()
+        log.debug("run ended, journal closed")
 
 
 def make_run_dir(run_dir: Path) -> None:

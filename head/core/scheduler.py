@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import gevent
 from gevent.event import Event
-from lasair_parallel.head.connect.hosts import HostSpec, SSHTarget, resolve_ssh
+from lasair_parallel.head.connect.hosts import HostSpec, SSHTarget, resolve_all
 from lasair_parallel.head.connect.staging import Stager
 from lasair_parallel.head.connect.transport import Connection, HostDown, open_connection
 from lasair_parallel.head.core.dynamic import Dynamic
@@ -37,9 +37,11 @@ RECONNECT_MAX = 30.0
 # With no host up, give up after every host has failed this many connection attempts in a row:
 # enough to ride out a brief network blip (~7 s of backoff), short enough to fail a typo fast.
 GIVE_UP_AFTER = 3
-# Longest wait at the start for the other hosts to connect before dispatching (see
-# Scheduler._start_barrier): a handshake takes ~0.1 s here, a slow WAN host up to ~1 s.
-START_GRACE = 1.0
+# Longest wait at a stop for agents that still had tasks to kill, so none outlives the head:
+# an agent TERMs its tasks, KILLs them after its KILL_GRACE (1 s, head/worker/agent.py),
+# waits 0.5 s more for their reapers and exits; plus 1 s for a loaded worker.  An agent with
+# nothing to kill is not waited for.
+KILL_WAIT = 2.5
 
 
 @dataclass
@@ -86,15 +88,17 @@ class Scheduler(HostSet):
                  on_change: Callable[[Scheduler], None] | None = None,
                  on_task: Callable[[str], None] | None = None,
                  depths: dict[str, int] | None = None):
+        self.t0 = time.monotonic()  # for the debug log's timeline of a run's start and end
         self.opts = opts
         self.journal = journal
         self.run_name = run_name
         self.run_dir = journal.run_dir.resolve()
         # Resolve ~/.ssh/config (``ssh -G``) now, before any greenlet runs: a child process
         # started while another connection is in its handshake interrupts it (SIGCHLD).
-        self.hosts = [HostState(h, target=None if h.transport == "local"
-                                else None if h.transport == "slurm"
-                                else resolve_ssh(h, opts.ssh_config)) for h in hosts]
+        ssh = [h for h in hosts if h.transport == "ssh"]
+        targets = dict(zip(map(id, ssh), resolve_all(ssh, opts.ssh_config), strict=True))
+        self.hosts = [HostState(h, target=targets.get(id(h))) for h in hosts]
+        self._mark("ssh -G resolved for %d host(s)", len(hosts))
         self.tasks = {t.id: t for t in tasks}
         self.total = len(tasks)
         self.dyn = Dynamic(self, tasks, depths)  # dependencies, spawns, sizing, backups
@@ -104,8 +108,8 @@ class Scheduler(HostSet):
         self.retry_ready: list[str] = []
         self.delayed = 0
         self.copying = 0  # attempts whose outputs are being copied back
-        self._started = False  # the start barrier has been passed
-        self._first_up: float | None = None
+        self._launched = False  # a task was sent (the debug timeline marks the first)
+        self._killing: list[HostState] = []  # stopped with tasks running: their agents kill them
         self.spools = Spools(self.run_dir)  # rows streamed by running attempts
         self.failures: dict[str, int] = {}
         self.failed_hosts: dict[str, set[str]] = {}
@@ -128,13 +132,28 @@ class Scheduler(HostSet):
     def run(self) -> None:
         if not self.tasks:
             return
+        self._mark("scheduler running")
         for h in self.hosts:
             self.start_host(h)
         self.finished.wait()
+        self._mark("all tasks finished")
+        if self._killing:
+            # Their agents exit once their tasks are dead (the channel then ends and so does
+            # the host's loop): the head exiting first would leave them running meanwhile.
+            killing = {id(h) for h in self._killing}
+            gevent.joinall([g for g, h in self._loops if id(h) in killing], timeout=KILL_WAIT)
+            self._mark("agents with tasks to kill have exited")
         if self.opts.clean_workers:
             self.clean_worker_folders()
         self._close_all()
+        self._mark("connections closed")
         self.stop_loops()
+        self._mark("host loops ended")
+
+    def _mark(self, what: str, *args: object) -> None:
+        """A debug line with the seconds since the scheduler was built (start/end costs)."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("+%.3f s " + what, time.monotonic() - self.t0, *args)
 
     def interrupt(self, why: str = "interrupted") -> None:
         """Stop now: kill every running task (their attempts are recorded as killed)."""
@@ -147,10 +166,12 @@ class Scheduler(HostSet):
     def _stop_now(self, outcome: str, why: str) -> None:
         self.stopping = True
         for h in self.hosts:
+            if h.running and h.conn is not None:
+                self._killing.append(h)
             for r in list(h.running.values()):
                 self._end(h, r, outcome, None, reason=why)
             h.running.clear()
-        self._close_all()
+        self._close_all(stop=self._killing)
         self.finished.set()
 
     def _journal_failed(self, why: str) -> None:
@@ -173,8 +194,13 @@ class Scheduler(HostSet):
 
         gevent.spawn(stop)  # not inside the journal call that failed: it may be mid-handler
 
-    def _close_all(self) -> None:
+    def _close_all(self, stop: list[HostState] | tuple = ()) -> None:
+        """Close every connection; those of ``stop`` are asked to stop instead (their agent
+        kills its tasks and exits, which ends the connection)."""
         for h in self.hosts:
+            if h.conn is not None and any(h is x for x in stop):
+                h.conn.send({"op": "stop"})
+                continue
             if h.conn is not None:
                 try:
                     h.conn.close()
@@ -217,6 +243,7 @@ class Scheduler(HostSet):
                 else:
                     self._drained(h)
                 return
+            self._mark("%s: agent up", h.label)
             h.connect_failures = 0
             h.hello = hello
             h.memfree = hello.get("memfree")
@@ -447,7 +474,11 @@ class Scheduler(HostSet):
 
     # ------------------------------------------------------------------ dispatch
     def _dispatch(self) -> None:
-        if self.stopping or self.finished.is_set() or not self._start_barrier():
+        # No start barrier: a host's slots fill the moment its agent is up.  With tasks of
+        # equal length, a slot free earlier never ends the run later; waiting for every host
+        # (as this did, up to 1 s) held the first task back by the spread of the handshakes
+        # (0.1-0.3 s on 4 loopback hosts, benchmarks/startend.py).
+        if self.stopping or self.finished.is_set():
             return
         progress = True
         while progress:
@@ -461,29 +492,6 @@ class Scheduler(HostSet):
                 self._launch(h, task)
                 progress = True
         self.dyn.idle()  # nothing more to start: backup copies of stragglers, maybe
-
-    def _start_barrier(self) -> bool:
-        """True once dispatch may begin: every host has connected (or failed to), or
-        START_GRACE seconds have passed since the first one came up.
-
-        Hosts finish their handshakes ~0.1 s apart (the key exchange and auth are CPU-bound);
-        dispatching at once would give the first host a head start that short runs pay for at
-        the end (measured: makespan 1.09x ideal for 320 x 0.5 s on 4 x 8 slots, the last host
-        up 0.37 s after the first).  Waiting at most START_GRACE costs nothing on a long run.
-        """
-        if self._started:
-            return True
-        if all(h.state != "connecting" for h in self.hosts):
-            self._started = True
-            return True
-        if self._first_up is None and any(h.state == "up" for h in self.hosts):
-            self._first_up = time.monotonic()
-            gevent.spawn_later(START_GRACE, self._grace_over)
-        return False
-
-    def _grace_over(self) -> None:
-        self._started = True
-        self._dispatch()
 
     def _has_memory(self, h: HostState) -> bool:
         ok = not self.opts.memfree or h.memfree is None or h.memfree >= self.opts.memfree
@@ -540,6 +548,9 @@ class Scheduler(HostSet):
         key = f"{task.id}#{attempt}"
         out, err = self._log_paths(task, attempt)
         queued = self.ready_at.pop(task.id, self.queued_at)
+        if not self._launched:
+            self._launched = True
+            self._mark("first task sent to %s", h.label)
         self.journal.start_attempt(task, attempt, h.label, slot, queued, out, err)
         h.running[key] = Running(task, attempt, slot, key, more)
         env = {ENV_RUN_DIR: str(self.run_dir), **dict(task.env)}  # a stager maps it
