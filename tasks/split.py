@@ -12,10 +12,12 @@ counting is here, once.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from lasair_parallel.tasks.emit import sizing
+from lasair_parallel.tasks.protocol import ENV_DEPTH
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,10 +45,16 @@ def wanted(weight: float | None = None, env: tuple | None = None) -> int:
     """How many pieces this running task should become: 1 unless the head measured a rate
     and the predicted time (rate x weight) is over the longest wanted task.
 
-    ``weight`` defaults to the task's own ($PARALLEL_WEIGHT); ``env`` is a
+    A spawned task ($PARALLEL_SPAWN_DEPTH > 0) is 1 piece.  ``weight`` defaults to the
+    task's own ($PARALLEL_WEIGHT); ``env`` is a
     ``(rate, task_seconds, weight)`` triple for callers that have one (tests), else it is
     read from the environment.
     """
+    if env is None and int(os.environ.get(ENV_DEPTH) or 0) > 0:
+        # A spawned piece was sized by its parent: it does not split again.  Its rate counts
+        # each task's start-up (~0.25 s for rebuild_objects), which weighs more the smaller
+        # the pieces, so pieces re-splitting by it would cut down to single objects.
+        return 1
     rate, seconds, own = env if env is not None else sizing()
     w = own if weight is None else weight
     if rate is None or seconds is None or not seconds > 0 or not w or w <= 0:

@@ -22,7 +22,11 @@ def radec_to_galactic(ra_deg: np.ndarray, dec_deg: np.ndarray) -> tuple[np.ndarr
     dec = np.radians(np.asarray(dec_deg, dtype=float))
     cd = np.cos(dec)
     v = np.stack([cd * np.cos(ra), cd * np.sin(ra), np.sin(dec)])
-    x, y, z = ICRS_TO_GALACTIC @ v.reshape(3, -1)
+    # Element by element, not ``M @ v`` (BLAS): a matrix product's summation order depends on
+    # the array's length, so an object's last digit would depend on its block (a split task's
+    # shards must hold the unsplit shard's bytes).
+    m, v = ICRS_TO_GALACTIC, v.reshape(3, -1)
+    x, y, z = (m[i, 0] * v[0] + m[i, 1] * v[1] + m[i, 2] * v[2] for i in range(3))
     lon = np.degrees(np.arctan2(y, x)) % 360.0
     lat = np.degrees(np.arctan2(z, np.hypot(x, y)))
     return lon.reshape(np.shape(ra)), lat.reshape(np.shape(ra))

@@ -16,6 +16,7 @@ from pathlib import Path
 from lasair_parallel.apps.rebuild_objects.features import compute_features
 from lasair_parallel.apps.rebuild_objects.shard import shard_bytes, write_shard
 from lasair_parallel.apps.rebuild_objects.sources import open_source
+from lasair_parallel.apps.rebuild_objects.splitting import split_range
 from lasair_parallel.tasks.emit import emitter
 
 
@@ -46,6 +47,9 @@ def run(source: str, output: str | Path | None, first: str | None = None, last: 
             ids = [s for s in Path(objects_file).read_text().split("\n") if s]
             det = src.read_ids(ids)
         elif first is not None and last is not None:
+            # Predicted over the wanted length: the rest of the range goes to spawned tasks.
+            last = split_range(src, source, first, last, None if output is None else str(output),
+                               window_days)
             det = src.read_range(first, last)
         else:
             raise ValueError("give --first and --last, or --objects-file")

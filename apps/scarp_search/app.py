@@ -190,6 +190,17 @@ def describe(args: argparse.Namespace, ctx: PlanContext, tasks: list[Task]) -> s
             f"segments >= {s.min_length:g} m")
 
 
+def part_paths(run_dir: Path, blocks: list[tuple[int, int]]) -> list[Path]:
+    """Every partial of the planned blocks: each block's own, and those of the strike ranges
+    it handed to subtasks at run time (``<part>.<k>.npz``, and theirs ``<part>.<k>.<j>.npz``:
+    task.split_strikes), which the head staged here as the gather's inputs."""
+    paths = []
+    for i0, i1 in blocks:
+        own = run_dir / PARTS / f"scarp-{i0:04d}-{i1:04d}.npz"
+        paths += [own, *sorted(own.parent.glob(f"{own.stem}.*.npz"))]
+    return paths
+
+
 def gather(args: argparse.Namespace, ctx: PlanContext) -> None:
     """Reduce the partials, detect segments; write best_fit.tif, detections.csv and .png."""
     from lasair_parallel.apps.scarp_search.gather import (
@@ -201,9 +212,7 @@ def gather(args: argparse.Namespace, ctx: PlanContext) -> None:
 
     dem = _dem(args.dem)
     s = settings(args, dem)
-    paths = [ctx.run_dir / PARTS / f"scarp-{i0:04d}-{i1:04d}.npz"
-             for i0, i1 in _blocks(len(s.angles), ctx.slots)]
-    best, ratio = reduce_partials(paths)
+    best, ratio = reduce_partials(part_paths(ctx.run_dir, _blocks(len(s.angles), ctx.slots)))
     n_pix = window_pixels(s.kts, s.d, min(abs(dem.dx_e), abs(dem.dy_n)))
     det = detect_segments(best, dem, s.kts, s.angles, ratio, n_pix, s.m_eff, s.alpha,
                           s.limits, s.min_length)
