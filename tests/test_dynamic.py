@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
 import textwrap
@@ -37,6 +38,7 @@ def write_app(folder: Path, plan_body: str) -> Path:
 
 def bed_run(sshbed, tmp_path: Path, *args: str, shared: bool = True, procs: int = 2):
     hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=procs, shared_fs=shared,
+                                    python=PY,
                                     **({} if shared else {"workdir": tmp_path / "worker-home"}))
     return parallel("run", *args[:1], "--workers", hosts, "--ssh-config", sshbed.ssh_config,
                     "-q", *args[1:], cwd=tmp_path)
@@ -82,6 +84,43 @@ def test_dependency_chain_failure_skips_dependents_and_resume_runs_them(sshbed, 
     assert n == {"a": 1, "b": 2, "c": 1, "d": 1, "e": 1}
     t = {x: float((out / f"{x}.txt").read_text()) for x in "abcd"}
     assert t["a"] < t["b"] < t["c"] < t["d"]
+
+
+def test_spawn_after_a_task_already_failed_is_skipped_and_resume_runs_it(sshbed, tmp_path):
+    out = tmp_path / "out"
+    kids = [{"id": "kid", "command": f"touch {out}/kid", "after": ["bad"]},
+            {"id": "kid2", "command": f"touch {out}/kid2", "after": ["kid"]},
+            {"id": "free", "command": f"touch {out}/free"}]
+    lines = " ".join(shlex.quote(json.dumps(k)) for k in kids)
+    app = write_app(tmp_path / "late", f'''\
+        o = {str(out)!r}
+        return [Task(id="bad", command=f"mkdir -p {{o}}; touch {{o}}/bad-ran; "
+                                       f"test -e {{o}}/../fixed"),
+                # Spawns only once "bad" has ended (and, 1 s later, failed for good).
+                Task(id="parent", command=f"until [ -e {{o}}/bad-ran ]; do sleep 0.05; done; "
+                     "sleep 1; printf '%s\\n' " + {lines!r} + " >/dev/fd/$PARALLEL_SPAWN_FD")]
+        ''')
+    p = bed_run(sshbed, tmp_path, str(app), "--name", "late")
+    assert p.returncode == 1, p.stderr
+    run = tmp_path / "runs" / "late"
+    db = journal(run)
+    state = dict(db.execute("SELECT id, state FROM tasks").fetchall())
+    assert state == {"bad": "failed", "parent": "done", "kid": "skipped", "kid2": "skipped",
+                     "free": "done"}, (state, p.stderr)
+    reasons = dict(db.execute("SELECT id, skip_reason FROM tasks WHERE state = 'skipped'"))
+    assert reasons == {"kid": "skipped: bad, which it runs after, failed",
+                       "kid2": "skipped: bad, which it runs after, failed"}
+    assert not (out / "kid").exists() and not (out / "kid2").exists()
+    js = json.loads(parallel("status", run, "--json", cwd=tmp_path).stdout)
+    assert js["skipped"] == 2 and js["failed"] == 1, js
+    (tmp_path / "fixed").touch()
+    p = bed_run(sshbed, tmp_path, str(app), "--name", "late")
+    assert p.returncode == 0, p.stderr
+    db = journal(run)
+    assert {r[0] for r in db.execute("SELECT state FROM tasks")} == {"done"}
+    assert (out / "kid").exists() and (out / "kid2").exists()
+    n = dict(db.execute("SELECT task_id, COUNT(*) FROM attempts GROUP BY task_id"))
+    assert n == {"bad": 2, "parent": 1, "kid": 1, "kid2": 1, "free": 1}
 
 
 def test_cycles_and_unknown_ids_are_one_line_exit_2(tmp_path):

@@ -104,6 +104,12 @@ class DepGraph:
                 ready.append(d)
         return ready
 
+    def drop(self, task_id: str) -> list[str]:
+        """``task_id`` will not run (it is skipped): stop tracking it; every task downstream
+        of it, to be skipped too."""
+        self.waiting.pop(task_id, None)
+        return self.failed(task_id)
+
     def failed(self, task_id: str) -> list[str]:
         """``task_id`` failed for good: every task downstream of it, to be skipped."""
         out: list[str] = []

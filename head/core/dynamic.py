@@ -46,6 +46,8 @@ class Dynamic:
         self.skipped = 0  # tasks skipped because a task they run after failed for good
         self.spawned = 0  # spawned tasks committed in this run
         self.won: set[str] = set()  # tasks that have succeeded in this run
+        # Tasks that failed for good or were skipped in this run -> the task that failed.
+        self.lost: dict[str, str] = {}
         self.keys: dict[str, set[str]] = {}  # task id -> keys of its running attempts
         self.began: dict[str, float] = {}  # attempt key -> monotonic launch time
         self._committed: dict[str, list[Task]] = {}
@@ -186,13 +188,23 @@ class Dynamic:
                 self.push(c)
         self.s.total += len(children)
         self.spawned += len(children)
+        # A spawn running after a task that already failed for good (or was skipped) would
+        # wait for ever: skipped now, with what waits for it, as planned dependents are.
+        for c in children:
+            gone = next((a for a in c.after if a in self.lost), None)
+            if gone is not None and c.id not in self.lost:
+                self._skip([c.id, *self.graph.drop(c.id)], self.lost[gone])
 
     def failed_for_good(self, r) -> None:
         """``r``'s task failed for good: skip everything downstream of it."""
-        for tid in self.graph.failed(r.task.id):
-            task = self.s.tasks[tid]
-            dynjournal.skip(self.s.journal, task,
-                            f"skipped: {r.task.id}, which it runs after, failed")
+        self.lost[r.task.id] = r.task.id
+        self._skip(self.graph.failed(r.task.id), r.task.id)
+
+    def _skip(self, ids: list[str], failed: str) -> None:
+        for tid in ids:
+            self.lost[tid] = failed
+            dynjournal.skip(self.s.journal, self.s.tasks[tid],
+                            f"skipped: {failed}, which it runs after, failed")
             self.skipped += 1
             if self.s.on_task is not None:
                 self.s.on_task(tid)
