@@ -87,6 +87,9 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
     # Sources that cannot tell detection counts cheaply (Cassandra) report 0: weigh 1 then.
     weights = np.where(counts > 0, counts, 1).astype(float)
     max_w = block_weight(float(weights.sum()), ctx.slots, args.rate, args.task_seconds)
+    if args.task_seconds is None:  # slack of one object: 2 blocks per slot, not 2 plus a
+        # remainder of a few objects (a process start and a table scan for 4 objects)
+        max_w = min(max_w + float(weights.max()), MAX_TASK_SECONDS * args.rate)
     # Tag: the same blocks over another source or window are other tasks (and other shards).
     tag = hashlib.sha1(f"{args.source}|{args.window_days!r}".encode()).hexdigest()[:8]
     shards = ctx.run_dir / "shards"
