@@ -274,10 +274,8 @@ def to_detections(table, scan: bool, inf_is_null: bool) -> Detections:
     cols: dict[str, np.ndarray] = {}
     for c in FLOAT_COLUMNS:
         v = (jd if perm is None else jd[perm]) if c == "jd" else _column(table, c, "f", perm)
-        if inf_is_null:
-            minus_inf = np.isneginf(v)
-            if minus_inf.any():
-                v[minus_inf] = np.nan  # v is a new array (arrow_np copies or gathers)
+        if inf_is_null and (v == -np.inf).any():  # one pass (np.isneginf makes three)
+            v[v == -np.inf] = np.nan  # v is a new array (arrow_np copies or gathers)
         cols[c] = v
     cols.update({c: _column(table, c, "i", perm) for c in ("fid", "nid")})
     if not in_order:
