@@ -14,6 +14,7 @@ from pathlib import Path
 
 from helpers import journal, parallel, processes_with, start_parallel, wait_for
 from lasair_parallel.tasks import Task
+from lasair_parallel.tasks.model import run_path
 
 import lasair_parallel as lp
 
@@ -27,6 +28,7 @@ def write_app(folder: Path, plan_body: str) -> Path:
     (folder / "app.py").write_text(textwrap.dedent('''\
         import argparse
         from lasair_parallel.tasks import Task
+from lasair_parallel.tasks.model import run_path
 
         def build_parser():
             return argparse.ArgumentParser()
@@ -174,6 +176,7 @@ SPAWNER = '''\
 import os, sys, time
 from pathlib import Path
 from lasair_parallel.tasks import Task
+from lasair_parallel.tasks.model import run_path
 from lasair_parallel.tasks.emit import spawn
 out = Path(sys.argv[1])
 for k in range(1, 5):
@@ -217,6 +220,7 @@ def test_resume_after_head_sigkill_mid_spawning_runs_each_spawn_once(sshbed, tmp
 RECURSE = '''\
 import os, sys
 from lasair_parallel.tasks import Task
+from lasair_parallel.tasks.model import run_path
 from lasair_parallel.tasks.emit import spawn
 d = int(os.environ["PARALLEL_SPAWN_DEPTH"])
 spawn(Task(id=f"r-{d + 1}", command=f"{sys.executable} {sys.argv[0]}"))
@@ -310,3 +314,43 @@ def test_no_backups_turns_copies_off(sshbed, tmp_path):
     assert result.ok
     db = journal(tmp_path / "nb")
     assert tuple(db.execute("SELECT COUNT(*), SUM(backup) FROM attempts").fetchone()) == (12, 0)
+
+
+PAD_MB = 96  # ~2 s of SFTP copy-back on this loopback bed: the window the race needs
+
+
+def test_backup_race_only_the_winners_outputs_are_copied_back(sshbed, tmp_path):
+    """The original straggles until its backup copy runs; then both write their output and
+    exit within ~10 ms of each other: both exits reach the head before either's outputs are
+    copied back.  The head must end up with the winner's file, not the loser's written over
+    it (nor a mix of both)."""
+    run = tmp_path / "race"
+    sig = tmp_path / "wrote"  # the bed's hosts share this machine's /tmp
+    out = run / "out" / "t0.txt"
+    q = run_path(out, run)
+    write = (f'mkdir -p "$(dirname {q})" && {{ echo "attempt $PARALLEL_ATTEMPT"; '
+             f"head -c {PAD_MB}M /dev/zero; }} > {q}.tmp && mv {q}.tmp {q}")
+    straggler = (f'if [ "$PARALLEL_ATTEMPT" = 1 ]; then until [ -e {sig}2 ]; do sleep 0.01; '
+                 f"done; {write} && touch {sig}1; else {write} && touch {sig}2 && "
+                 f"until [ -e {sig}1 ]; do sleep 0.01; done; fi")
+    # Three short tasks measure the rate (~0.3 s per unit of weight): t0 is overdue at ~1.8 s.
+    tasks = [Task(id="t0", command=straggler, outputs=(str(out),))] + [
+        Task(id=f"s{i}", command="sleep 0.3") for i in range(3)]
+    # A workdir of its own per host: on one machine, a shared one would be one worker file.
+    yamls = [sshbed.write_hosts_yaml(tmp_path / f"h{i}.yaml", procs=1, hosts=[h],
+                                     shared_fs=False, workdir=tmp_path / f"worker-{i}",
+                                     python=PY).read_text() for i, h in enumerate(sshbed.hosts[:2])]
+    hosts = tmp_path / "hosts.yaml"
+    hosts.write_text(yamls[0] + yamls[1].removeprefix("workers:\n"))
+    result = lp.run(tasks, workers=str(hosts), run_dir=run, ssh_config=str(sshbed.ssh_config))
+    assert result.ok, [t.last for t in result.failed]
+    db = journal(run)
+    rows = [tuple(r) for r in db.execute(
+        "SELECT attempt, outcome, backup, reason FROM attempts WHERE task_id = 't0' "
+        "ORDER BY attempt")]
+    assert sorted(r[1] for r in rows) == ["killed", "ok"] and rows[1][2] == 1, rows
+    won = next(r[0] for r in rows if r[1] == "ok")
+    with open(out, "rb") as f:
+        assert f.read(10) == f"attempt {won}\n".encode(), rows  # the winner's file...
+    assert out.stat().st_size == 10 + (PAD_MB << 20)  # ... whole
+    assert not [p.name for p in out.parent.iterdir() if p.name != out.name]  # no part left

@@ -7,13 +7,15 @@ success, a final failure, idle slots); the logic lives here and in :mod:`deps`,
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
+from gevent.lock import Semaphore
 from lasair_parallel.head.core import dynjournal
 from lasair_parallel.head.core.backups import Backups
 from lasair_parallel.head.core.deps import DepGraph
@@ -51,6 +53,7 @@ class Dynamic:
         self.keys: dict[str, set[str]] = {}  # task id -> keys of its running attempts
         self.began: dict[str, float] = {}  # attempt key -> monotonic launch time
         self._committed: dict[str, list[Task]] = {}
+        self._copy_locks: dict[str, Semaphore] = {}  # task id -> its copy-back turn
         self._order = itertools.count(len(tasks))  # heap tie-break after the planned tasks
 
     def _known(self, task_id: str) -> bool:
@@ -100,6 +103,20 @@ class Dynamic:
         if why and h.conn is not None:
             log.warning("%s: %s", r.key, why)
             h.conn.send({"op": "kill", "key": r.key})  # it fails with that reason at exit
+
+    @contextlib.contextmanager
+    def copy_back(self, task_id: str) -> Iterator[None]:
+        """Held while one attempt of ``task_id`` copies its outputs back and is recorded:
+        when a backup and its original both finish, the later one waits, then finds the
+        task won (:meth:`superseded`) and copies nothing over the winner's files (two copies
+        at once would also share the head's temporary file)."""
+        lock = self._copy_locks.setdefault(task_id, Semaphore())
+        try:
+            with lock:
+                yield
+        finally:
+            if not lock.locked() and self._copy_locks.get(task_id) is lock:
+                del self._copy_locks[task_id]  # no other attempt waits for it
 
     def superseded(self, task_id: str) -> bool:
         """Has another attempt of this task already succeeded (a backup race)?"""

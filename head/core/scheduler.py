@@ -384,15 +384,18 @@ class Scheduler(HostSet):
 
     def _copy_back_then_finish(self, h: HostState, r: Running, ev: dict) -> None:
         reason = None
-        try:
-            if not self.dyn.superseded(r.task.id):  # a copy already won: keep its outputs only
-                h.stager.fetch(r.task, self._log_paths(r.task, r.attempt), ev)
-        except Exception as e:
-            ev = dict(ev, rc=None)
-            reason = f"copying outputs back failed: {describe_error(e)}"
-        finally:
-            self.copying -= 1
-        self._finish(h, r, ev, reason=reason)
+        # One attempt of a task at a time copies back and is recorded (a backup and its
+        # original): the second sees the first's success and copies nothing over its files.
+        with self.dyn.copy_back(r.task.id):
+            try:
+                if not self.dyn.superseded(r.task.id):  # a copy won: keep its outputs only
+                    h.stager.fetch(r.task, self._log_paths(r.task, r.attempt), ev)
+            except Exception as e:
+                ev = dict(ev, rc=None)
+                reason = f"copying outputs back failed: {describe_error(e)}"
+            finally:
+                self.copying -= 1
+            self._finish(h, r, ev, reason=reason)
         self._dispatch()  # a retry (delay 0) or a dependent it released can start now
 
     def _finish(self, h: HostState, r: Running, ev: dict, reason: str | None = None) -> None:
