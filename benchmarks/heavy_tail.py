@@ -44,7 +44,8 @@ SLOW_FACTOR = 4.0  # the slow host's sleeps take this many times longer
 
 
 def run_ours(bed: SSHBed, work: Path, name: str, busy: list[str], runner: list[str]) -> dict:
-    hosts = bed.write_hosts_yaml(work / "hosts.yaml", procs=SLOTS, shared_fs=True)
+    hosts = bed.write_hosts_yaml(work / "hosts.yaml", procs=SLOTS, shared_fs=True,
+                                 python=sys.executable)  # lasair-parallel is installed there
     cmd = [sys.executable, "-m", "lasair_parallel.head.cli.main", "run", "busy", "--workers",
            str(hosts), "--ssh-config", str(bed.ssh_config), "-q", "--name", name, *runner,
            "--", *busy]
