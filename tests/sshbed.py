@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,7 +139,16 @@ class SSHBed:
 
     def write_hosts_yaml(self, path: Path, procs: int = 2, hosts: list[SSHHost] | None = None,
                          **extra: object) -> Path:
-        """A hosts.yaml for (some of) the bed's hosts."""
+        """A hosts.yaml for (some of) the bed's hosts.
+
+        The workers run the head's own interpreter unless ``python`` says otherwise
+        (``python=""``: none named, the worker picks its deployed venv or ``python3``): an
+        app's tasks need this project installed there, as on a deployed worker, and a fresh
+        machine's ``python3`` does not have it.
+        """
+        extra.setdefault("python", sys.executable)
+        if not extra["python"]:
+            del extra["python"]
         lines = ["workers:"]
         for h in hosts if hosts is not None else self.hosts:
             lines += [f"  - host: {h.addr}", f"    port: {h.port}", f"    user: {self.user}",
