@@ -5,7 +5,9 @@
 Starts the test bed's sshd hosts (127.0.0.2-5), then, in one run, side by side:
   1. 2,000 x `true`: per-task overhead (GNU parallel with ssh ControlMaster masters already up,
      its best case, ../shared/notes/anchors.md section 4);
-  2. 320 x `sleep 0.5`: makespan / ideal (ideal = 320 x 0.5 / 32 slots = 5 s);
+  2. 320 x `sleep 0.5`: makespan / ideal (ideal = 320 x 0.5 / 32 slots = 5 s), and the same
+     against the best end possible given when each host came up (dispatch starts on the
+     first host up, so first start -> last end also holds the spread of the connections);
   3. head CPU (cores) while 32 `sleep` tasks run;
   4. 100,000 queued `true` tasks: head peak memory and dispatch rate, first vs last tenth.
 Prints a table and ratios; results are recorded in benchmarks/README.md.
