@@ -28,7 +28,6 @@ def write_app(folder: Path, plan_body: str) -> Path:
     (folder / "app.py").write_text(textwrap.dedent('''\
         import argparse
         from lasair_parallel.tasks import Task
-from lasair_parallel.tasks.model import run_path
 
         def build_parser():
             return argparse.ArgumentParser()
@@ -176,7 +175,6 @@ SPAWNER = '''\
 import os, sys, time
 from pathlib import Path
 from lasair_parallel.tasks import Task
-from lasair_parallel.tasks.model import run_path
 from lasair_parallel.tasks.emit import spawn
 out = Path(sys.argv[1])
 for k in range(1, 5):
@@ -220,7 +218,6 @@ def test_resume_after_head_sigkill_mid_spawning_runs_each_spawn_once(sshbed, tmp
 RECURSE = '''\
 import os, sys
 from lasair_parallel.tasks import Task
-from lasair_parallel.tasks.model import run_path
 from lasair_parallel.tasks.emit import spawn
 d = int(os.environ["PARALLEL_SPAWN_DEPTH"])
 spawn(Task(id=f"r-{d + 1}", command=f"{sys.executable} {sys.argv[0]}"))
