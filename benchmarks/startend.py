@@ -15,7 +15,7 @@ prints the medians of:
 GNU parallel runs the same lists side by side (ssh ControlMaster masters already up, its best
 case, as in benchmarks/dispatch.py): its process start -> first task start and last task end ->
 exit from its joblog, and the ratio of wall times.  ``--python`` sets the workers' interpreter
-(default: the bed's ``python3`` from PATH, as dispatch.py uses).
+(default: the bed's, the head's own interpreter, as dispatch.py uses).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def session_floor(bed: SSHBed, python: str | None, runs: int) -> float:
     """Median seconds until the first of 4 fresh ssh sessions started together (OpenSSH's
     client, one per host) has run the workers' python: what any agent start pays here before
     its first line (the login shell's rc files, the interpreter's start)."""
-    py = python or "python3"
+    py = python or sys.executable  # the bed's default (tests/sshbed.py write_hosts_yaml)
     firsts = []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -136,7 +136,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5, help="runs of each list (medians)")
     ap.add_argument("--quick", action="store_true", help="3 runs, the `true` list only")
-    ap.add_argument("--python", help="the workers' python (default: python3 on their PATH)")
+    ap.add_argument("--python", help="the workers' python (default: the head's interpreter)")
     a = ap.parse_args()
     runs = 3 if a.quick else a.runs
     lists = [("32 x true", ["true"] * 32, 0.0)]
@@ -171,7 +171,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"\nmedians of {runs} runs, {HOSTS} hosts x {SLOTS} slots, load {' '.join(load)}, "
-          f"workers' python {a.python or 'python3'}")
+          f"workers' python {a.python or sys.executable}")
     print(f"interpreter start (python -c pass) {bare:.3f} s; imports alone {imp_alone:.3f} s; "
           f"all imports of one run (python -X importtime) {imports:.3f} s")
     print(f"floor: first of 4 fresh `ssh nodeN python -c` sessions done after {floor:.3f} s")
