@@ -253,6 +253,15 @@ def test_head_measures_the_rate_and_hands_it_to_tasks_and_planners(tmp_path):
     assert 0.25 < rate < 0.6 and "s=7" in last  # ~0.3 s per unit of weight 1
     from lasair_parallel.head.core.dynjournal import measured_rate
     assert 0.25 < measured_rate(run) < 0.6  # what a planner's PlanContext.rate gets next time
+    # A resumed run starts from that rate: its first task already gets it (no new success yet).
+    (tmp_path / "fail-once").write_text("")
+    tl.write_text(tl.read_text() + 'echo "r rate=$PARALLEL_RATE"; [ ! -e fail-once ] || '
+                  '{ rm fail-once; exit 3; }\n')
+    assert parallel("run", "--tasks", tl, "--procs", "1", "-q", cwd=tmp_path).returncode == 1
+    p = parallel("run", "--tasks", tl, "--procs", "1", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    resumed = next(f for f in (run / "logs").glob("*.2.out")).read_text()
+    assert 0.25 < float(resumed.split("rate=")[1].split()[0]) < 0.6, resumed
     # busy splits by the runner's --task-seconds as by its own --split-above (here in its
     # Python task, cpu mode: spawn() of the public API; sleep mode spawns from shell).
     p = parallel("run", "busy", "--procs", "4", "--task-seconds", "0.5", "-q", "--",

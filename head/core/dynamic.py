@@ -44,6 +44,8 @@ class Dynamic:
         self.spawns = Spawns(opts.spawn_depth, opts.spawn_max, self._known)
         self.rates = Rates(sum(t.weight for t in tasks),
                            sum(h.spec.procs for h in sched.hosts), opts.task_seconds)
+        # A resumed run sizes its first tasks from what the earlier run measured.
+        self.rates.seed(dynjournal.earlier_successes(sched.journal.db))
         self.backups = Backups(sched, self, enabled=opts.backups)
         self.skipped = 0  # tasks skipped because a task they run after failed for good
         self.spawned = 0  # spawned tasks committed in this run

@@ -93,6 +93,19 @@ def mark_backup(journal, task_id: str, attempt: int) -> None:
                    (task_id, attempt))
 
 
+def earlier_successes(db: sqlite3.Connection) -> list[tuple[str, float, float, int]]:
+    """``(host, seconds, weight, attempts)`` of the successful attempts already in this
+    journal (an earlier run in the same run directory): a resumed run's first tasks are
+    sized from them instead of waiting for new measurements."""
+    try:
+        return db.execute(
+            "SELECT a.host, SUM(a.end - a.start), SUM(t.weight), COUNT(*) FROM attempts a "
+            "JOIN tasks t ON t.id = a.task_id WHERE a.outcome = 'ok' AND t.weight > 0 "
+            "AND a.end IS NOT NULL GROUP BY a.host").fetchall()
+    except sqlite3.Error:
+        return []
+
+
 def measured_rate(run_dir) -> float | None:
     """Seconds per unit of weight over an earlier run's successful attempts in ``run_dir``
     (for planners: PlanContext.rate), or None when there are none."""
