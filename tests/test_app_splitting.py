@@ -102,3 +102,38 @@ def test_scarp_search_splits_by_strike_range_gather_finds_every_part(sshbed, tmp
         assert (cut / name).read_bytes() == (whole / name).read_bytes()
     with rasterio.open(whole / "best_fit.tif") as x, rasterio.open(cut / "best_fit.tif") as y:
         np.testing.assert_array_equal(x.read(), y.read())
+
+
+@pytest.mark.parametrize("arrival", [True, False])
+def test_rebuild_does_not_split_a_block_it_reads_by_scanning_the_table(tmp_path, monkeypatch,
+                                                                       arrival):
+    """On a table not stored by object every piece would scan the whole table again: the
+    block stays whole.  Stored by object, the same request splits it."""
+    from lasair_parallel.apps.rebuild_objects import splitting
+    from lasair_parallel.apps.rebuild_objects.sources import open_source
+    from lasair_parallel.apps.rebuild_objects.sources.dbwrite import write_sqlite
+    from lasair_parallel.apps.rebuild_objects.sources.replicate import (
+        arrival_order,
+        replicated_sample,
+    )
+    from lasair_parallel.apps.rebuild_objects.sources.sql_arrow import connectorx_installed
+
+    if not connectorx_installed():
+        pytest.fail("connectorx is a dependency: the Arrow reader decides scans")
+    det = replicated_sample(3000)
+    db = tmp_path / "c.db"
+    write_sqlite(db, det, order=arrival_order(det) if arrival else None)
+    spawned_tasks: list = []
+    monkeypatch.setattr(splitting, "spawn", lambda *ts: spawned_tasks.extend(ts))
+    monkeypatch.setattr(split, "wanted", lambda *a, **k: 4)  # the head asks for 4 pieces
+    src = open_source(f"sqlite:///{db}")
+    try:
+        ids = sorted(str(i) for i in det.ids)
+        last = splitting.split_range(src, f"sqlite:///{db}", ids[0], ids[-1],
+                                     str(tmp_path / "shards" / "b.csv"), 0.0)
+    finally:
+        src.close()
+    if arrival:
+        assert last == ids[-1] and spawned_tasks == []
+    else:
+        assert last < ids[-1] and len(spawned_tasks) == 3

@@ -34,12 +34,25 @@ def pieces_of_range(src, first: str, last: str, n: int) -> list[tuple[str, str, 
             for a, b in split.weighted_ranges(weights, n)]
 
 
+def reads_by_scan(src, first: str, last: str) -> bool:
+    """Would ``src`` read ``[first, last]`` by scanning its whole table (a table not stored
+    by object, sources.arrow_read.choose)?  Then every piece would scan it again: splitting
+    multiplies the read, the biggest stage (benchmarks/rebuild_live.py), so it does not
+    split."""
+    if getattr(src, "arrow", None) is None or getattr(src, "reader", "rows") == "rows":
+        return False
+    if src.reader == "scan":
+        return True
+    decide = getattr(src, "decide", None)
+    return src.reader == "auto" and decide is not None and decide(src, first, last) == "scan"
+
+
 def split_range(src, source: str, first: str, last: str, output: str | None,
                 window_days: float) -> str:
     """Spawn the pieces of ``[first, last]`` after the first, when the head asks for more
     than one; return the last objectId this task computes itself."""
     n = split.wanted()
-    if n <= 1:
+    if n <= 1 or reads_by_scan(src, first, last):
         return last
     parts = pieces_of_range(src, first, last, n)
     if len(parts) <= 1:
