@@ -108,3 +108,19 @@ def test_block_file_for_sources_without_ranges(tmp_path, monkeypatch):
 def test_task_rejects_missing_block(tmp_path, capsys):
     assert task.main(["--output", str(tmp_path / "x.csv")]) == 2
     assert "--first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arrival,per_slot", [(True, 1), (False, 2)])
+def test_table_read_by_scans_gets_one_block_per_slot(tmp_path, arrival, per_slot):
+    """Every block of a table not stored by object scans the whole table: one per slot."""
+    from lasair_parallel.apps.rebuild_objects.sources.dbwrite import write_sqlite
+    from lasair_parallel.apps.rebuild_objects.sources.replicate import (
+        arrival_order,
+        replicated_sample,
+    )
+
+    det = replicated_sample(3000)
+    db = tmp_path / "c.db"
+    write_sqlite(db, det, order=arrival_order(det) if arrival else None)
+    _, tasks = plan(tmp_path, "--source", f"sqlite:///{db}", slots=3)
+    assert len(tasks) == 3 * per_slot

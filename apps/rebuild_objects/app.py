@@ -49,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def block_weight(total: float, slots: int, rate: float, task_seconds: float | None) -> float:
-    """Detections per task: from --task-seconds, else 2 blocks per slot, capped in duration.
+def block_weight(total: float, slots: int, rate: float, task_seconds: float | None,
+                 per_slot: int = 2) -> float:
+    """Detections per task: from --task-seconds, else ``per_slot`` blocks per slot (2, or 1
+    when every block's read scans the whole table), capped in duration.
 
     No floor: a minimum duration would leave slots idle on a small input (the bundled sample
     planned 1 task for 2 slots); a few seconds of start-up per task is the price of using
@@ -60,7 +62,7 @@ def block_weight(total: float, slots: int, rate: float, task_seconds: float | No
         if task_seconds <= 0:
             raise ValueError("--task-seconds must be > 0")
         return task_seconds * rate
-    w = target_block_weight(total, slots)
+    w = target_block_weight(total, slots, per_slot)
     return float(min(w, MAX_TASK_SECONDS * rate))
 
 
@@ -80,13 +82,18 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
     try:
         ids, counts = src.list_objects()
         ranges = src.ranges
+        # A table not stored by object is listed, and each block read, by a scan of the whole
+        # table: one block per slot then, as a second costs a process start and another scan
+        # (~0.2 s + 0.3-0.6 s of the 1.28M-row table, benchmarks/rebuild_live.py).
+        per_slot = 1 if getattr(src, "listed_by_scan", False) else 2
     finally:
         src.close()
     if len(ids) == 0:
         return []
     # Sources that cannot tell detection counts cheaply (Cassandra) report 0: weigh 1 then.
     weights = np.where(counts > 0, counts, 1).astype(float)
-    max_w = block_weight(float(weights.sum()), ctx.slots, args.rate, args.task_seconds)
+    max_w = block_weight(float(weights.sum()), ctx.slots, args.rate, args.task_seconds,
+                         per_slot)
     if args.task_seconds is None:  # slack of one object: 2 blocks per slot, not 2 plus a
         # remainder of a few objects (a process start and a table scan for 4 objects)
         max_w = min(max_w + float(weights.max()), MAX_TASK_SECONDS * args.rate)

@@ -97,6 +97,7 @@ class SqlSource:
         self.missing = missing
         self._conn = None
         self.arrow, self.reader, self.decide = arrow, reader, decide
+        self.listed_by_scan = False  # set by list_objects
         self.last_read = ""  # how the last block was read: "scan", "seek" or "rows" (reports)
 
     def conn(self):
@@ -116,7 +117,9 @@ class SqlSource:
             try:
                 if self.reader == "scan" or (self.reader == "auto" and self.decide
                                              and self.decide(self, *EVERY_ID) == "scan"):
-                    return list_all(self.arrow)
+                    listing = list_all(self.arrow)
+                    self.listed_by_scan = True  # the planner sizes blocks by it
+                    return listing
             except ArrowFallback as e:
                 print(f"rebuild_objects: Arrow listing not possible ({e}); paging",
                       file=sys.stderr)
