@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shlex
 from pathlib import Path
 
@@ -124,3 +125,40 @@ def test_table_read_by_scans_gets_one_block_per_slot(tmp_path, arrival, per_slot
     write_sqlite(db, det, order=arrival_order(det) if arrival else None)
     _, tasks = plan(tmp_path, "--source", f"sqlite:///{db}", slots=3)
     assert len(tasks) == 3 * per_slot
+
+
+def test_load_to_ends_the_run_with_a_journaled_load_task(tmp_path):
+    """--load-to: one more task after every block (and its spawned pieces) loads the shards;
+    a rerun loads nothing twice."""
+    import sqlite3
+
+    from helpers import journal, parallel
+
+    db = tmp_path / "lasair.db"
+    argv = ("run", "rebuild_objects", "--procs", "2", "-q", "--task-seconds", "0.01", "--",
+            "--source", "sample", "--load-to", f"sqlite:///{db}")
+    p = parallel(*argv, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    run = tmp_path / "runs" / "rebuild_objects"
+    rows = read_shards(run / "shards")
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*), COUNT(DISTINCT objectId) FROM objects").fetchone() == (
+        len(rows), len(rows))
+    j = journal(run)
+    load = j.execute("SELECT id, state, after FROM tasks WHERE id LIKE 'rebuild-load-%'").fetchall()
+    assert len(load) == 1 and load[0]["state"] == "done"
+    others = {r[0] for r in j.execute("SELECT id FROM tasks WHERE id NOT LIKE 'rebuild-load-%' "
+                                      "AND parent IS NULL")}
+    assert set(json.loads(load[0]["after"])) == others
+    p = parallel(*argv, cwd=tmp_path)  # nothing left: the load is not repeated
+    assert p.returncode == 0, p.stderr
+    assert con.execute("SELECT COUNT(*) FROM csv_to_database_ledger").fetchone()[0] == len(
+        list((run / "shards").glob("*.csv")))
+
+
+def test_load_to_with_stream_is_a_one_line_error(tmp_path):
+    from helpers import parallel
+
+    p = parallel("run", "rebuild_objects", "--", "--stream", "--load-to", "sqlite:///x.db",
+                 cwd=tmp_path)
+    assert p.returncode == 2 and "--stream-to" in p.stderr and "Traceback" not in p.stderr

@@ -7,7 +7,7 @@ import hashlib
 import re
 
 import numpy as np
-from lasair_parallel.tasks import Task
+from lasair_parallel.tasks import Task, python_command
 from lasair_parallel.tasks.app import PlanContext
 from lasair_parallel.tasks.outputs import atomic_write
 from lasair_parallel.tasks.weights import split_by_weight, target_block_weight
@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detections per second of one process, for sizing tasks "
                         f"(default {DETECTIONS_PER_SECOND:g}, measured by "
                         "benchmarks/rebuild_objects.py)")
+    p.add_argument("--load-to", metavar="DB", default=None,
+                   help="end with one more journaled task, after every block (and the pieces "
+                        "they split into), that loads the shards into DB with csv_to_database "
+                        "(sqlite:///file.db or mysql://user@host:port/db; the table is created "
+                        "if missing; password from MYSQL_PWD or ~/.my.cnf on that worker)")
+    p.add_argument("--load-table", default="objects", metavar="TABLE",
+                   help="the table --load-to fills (default objects)")
     p.add_argument("--stream", action="store_true",
                    help="send each shard's rows to the head over the runner's channel instead "
                         "of writing the file on the worker (same shard, no shared filesystem "
@@ -78,6 +85,13 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
         raise ValueError("--window-days must be >= 0")
     if args.rate <= 0:
         raise ValueError("--rate must be > 0")
+    if args.load_to is not None:
+        if args.stream:
+            raise ValueError("--load-to reads the shard files; with --stream use the runner's "
+                             "--stream-to DB --stream-table objects instead")
+        if not args.load_to.startswith(("sqlite:///", "mysql://")):
+            raise ValueError(f"--load-to {args.load_to}: give sqlite:///file.db or "
+                             "mysql://user@host:port/db")
     src = open_source(args.source)
     try:
         ids, counts = src.list_objects()
@@ -121,7 +135,21 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
                               outputs=() if args.stream else (str(out),),
                               stream=f"shards/{tid}.csv" if args.stream else None,
                               timeout=max(60.0, 10.0 * w / args.rate)))
+    if args.load_to is not None and tasks:
+        tasks.append(_load_task(args, tasks, shards, tag))
     return tasks
+
+
+def _load_task(args: argparse.Namespace, blocks: list[Task], shards, tag: str) -> Task:
+    """csv_to_database over the shard folder, after every block: its shards (and those of
+    the pieces the blocks spawn, see head.core.dynamic) are its inputs, staged like any
+    other task's, and the loader's ledger makes a rerun load each shard once."""
+    cmd = python_command("lasair_parallel.csv_to_database.cli",
+                         [str(shards), "--db", args.load_to, "--table", args.load_table,
+                          "--create", "-q"])
+    return Task(id=f"rebuild-load-{tag}", command=cmd, weight=0.0,
+                inputs=tuple(o for t in blocks for o in t.outputs),
+                after=tuple(t.id for t in blocks))
 
 
 def describe(args: argparse.Namespace, ctx: PlanContext, tasks: list[Task]) -> str:
