@@ -68,6 +68,15 @@ def pandas_full(shards: Path, db: Path) -> float:
     return dt
 
 
+def timed_insert(conn, sql: str, lists) -> float:
+    """Seconds to insert the columns ``lists`` in one transaction (sqlite3 or apsw)."""
+    t0 = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(sql, zip(*lists))
+    conn.execute("COMMIT")
+    return time.perf_counter() - t0
+
+
 def candidates(shard: Path, work: Path) -> None:
     """Insert-only times of one parsed shard by each binding considered (see the docstring).
     Each on its own file: two SQLite copies in one process only clash on the same file."""
@@ -92,11 +101,7 @@ def candidates(shard: Path, work: Path) -> None:
     lists = sqlite_arrow.columns(table, cols)
     t_lists = time.perf_counter() - t0
     times = {}
-    t0 = time.perf_counter()
-    conn.execute("BEGIN IMMEDIATE")
-    conn.executemany(sql, zip(*lists))
-    conn.execute("COMMIT")
-    times["sqlite3 executemany"] = time.perf_counter() - t0
+    times["sqlite3 executemany"] = timed_insert(conn, sql, lists)
     conn.close()
     try:
         import apsw
@@ -104,11 +109,7 @@ def candidates(shard: Path, work: Path) -> None:
         apsw = None
     if apsw is not None:
         c = apsw.Connection(str(fresh("apsw")))
-        t0 = time.perf_counter()
-        c.execute("BEGIN IMMEDIATE")
-        c.executemany(sql, zip(*lists))
-        c.execute("COMMIT")
-        times["apsw executemany"] = time.perf_counter() - t0
+        times["apsw executemany"] = timed_insert(c, sql, lists)
         c.close()
     import adbc_driver_manager
     import adbc_driver_sqlite
