@@ -99,7 +99,7 @@ class Stager:
             for p in task.inputs:
                 if p in self._sent:
                     continue
-                self._conn().copy_file(p, self.remote(p))
+                self._send(p, self.remote(p))
                 self._sent.add(p)
         msg = dict(msg)
         # The command's text is sent as it is: paths reach it through the environment (the
@@ -112,6 +112,18 @@ class Stager:
         msg["outputs"] = [self.remote(o) if os.path.isabs(o) else o for o in task.outputs]
         msg["inline_max"] = INLINE_MAX
         return msg
+
+    def _send(self, local: str, remote: str) -> None:
+        """Copy one input under a temporary name, then rename it into place: a task already
+        reading the file (another host's, where "hosts" share a folder the head was told is
+        not shared) keeps its whole copy instead of seeing this one half written."""
+        tmp = f"{remote}.part-{os.getpid()}-{id(self):x}"
+        client = self._conn()
+        client.copy_file(local, tmp)
+        out = client.run_command(f"mv -f -- {shlex.quote(tmp)} {shlex.quote(remote)}")
+        client.wait_finished(out)
+        if out.exit_code != 0:
+            raise OSError(f"mv exited {out.exit_code}: {' '.join(out.stderr or [])[:200]}")
 
     def fetch(self, task: Task, logs: tuple[str, str], ev: dict) -> None:
         """Copy the task's declared outputs and its stdout/stderr back, atomically.
