@@ -108,8 +108,9 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
     weights = np.where(counts > 0, counts, 1).astype(float)
     max_w = block_weight(float(weights.sum()), ctx.slots, args.rate, args.task_seconds,
                          per_slot)
-    if args.task_seconds is None:  # slack of one object: 2 blocks per slot, not 2 plus a
-        # remainder of a few objects (a process start and a table scan for 4 objects)
+    if args.task_seconds is None and per_slot == 1:  # slack of one object: one block per
+        # slot, not one plus a remainder of a few objects (a process start and a whole-table
+        # scan for 4 objects); where blocks are read by seeks a small remainder is cheap
         max_w = min(max_w + float(weights.max()), MAX_TASK_SECONDS * args.rate)
     # Tag: the same blocks over another source or window are other tasks (and other shards).
     tag = hashlib.sha1(f"{args.source}|{args.window_days!r}".encode()).hexdigest()[:8]
