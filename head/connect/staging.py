@@ -74,11 +74,16 @@ class Stager:
     def remove_remote(self) -> None:
         """Remove this run's folder on the worker (``--clean-workers``)."""
         with self._lock:
-            client = self._conn()
-            out = client.run_command(f"rm -rf -- {shlex.quote(self.remote_run)}")
-            client.wait_finished(out)
-            if out.exit_code != 0:
-                raise OSError(f"rm exited {out.exit_code}: {' '.join(out.stderr or [])[:200]}")
+            self._run(f"rm -rf -- {shlex.quote(self.remote_run)}")
+
+    def _run(self, cmd: str) -> None:
+        """Run ``cmd`` on the copy connection; OSError naming it and its stderr if it fails."""
+        client = self._conn()
+        out = client.run_command(cmd)
+        client.wait_finished(out)
+        if out.exit_code != 0:
+            raise OSError(f"{cmd.split()[0]} exited {out.exit_code}: "
+                          f"{' '.join(out.stderr or [])[:200]}")
 
     def remote(self, path: str) -> str:
         """The worker's path for a head path (inside the run directory, or an input)."""
@@ -118,12 +123,8 @@ class Stager:
         reading the file (another host's, where "hosts" share a folder the head was told is
         not shared) keeps its whole copy instead of seeing this one half written."""
         tmp = f"{remote}.part-{os.getpid()}-{id(self):x}"
-        client = self._conn()
-        client.copy_file(local, tmp)
-        out = client.run_command(f"mv -f -- {shlex.quote(tmp)} {shlex.quote(remote)}")
-        client.wait_finished(out)
-        if out.exit_code != 0:
-            raise OSError(f"mv exited {out.exit_code}: {' '.join(out.stderr or [])[:200]}")
+        self._conn().copy_file(local, tmp)
+        self._run(f"mv -f -- {shlex.quote(tmp)} {shlex.quote(remote)}")
 
     def fetch(self, task: Task, logs: tuple[str, str], ev: dict) -> None:
         """Copy the task's declared outputs and its stdout/stderr back, atomically.
