@@ -117,13 +117,13 @@ def measured_rate(run_dir) -> float | None:
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            secs, weight = db.execute(
-                "SELECT SUM(a.end - a.start), SUM(t.weight) FROM attempts a JOIN tasks t "
-                "ON t.id = a.task_id WHERE a.outcome = 'ok' AND t.weight > 0").fetchone()
+            rows = earlier_successes(db)
         finally:
             db.close()
     except sqlite3.Error:
         return None
+    secs = sum(r[1] or 0.0 for r in rows)
+    weight = sum(r[2] or 0.0 for r in rows)
     return secs / weight if secs and weight else None
 
 

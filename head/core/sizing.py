@@ -38,20 +38,20 @@ class Rates:
         """One successful attempt of ``weight`` took ``seconds`` on ``host``."""
         if weight <= 0 or seconds < 0:
             return
-        s, w, n = self._host.get(host, (0.0, 0.0, 0))
-        self._host[host] = (s + seconds, w + weight, n + 1)
-        s, w, n = self._all
-        self._all = (s + seconds, w + weight, n + 1)
+        self._add(host, seconds, weight, 1)
+
+    def _add(self, host: str, seconds: float, weight: float, n: int) -> None:
+        s, w, k = self._host.get(host, (0.0, 0.0, 0))
+        self._host[host] = (s + seconds, w + weight, k + n)
+        s, w, k = self._all
+        self._all = (s + seconds, w + weight, k + n)
 
     def seed(self, rows) -> None:
         """Start from what an earlier run in this run directory measured:
         ``(host, seconds, weight, attempts)`` rows (dynjournal.earlier_successes)."""
         for host, seconds, weight, n in rows:
             if weight and weight > 0 and seconds is not None and seconds >= 0 and n:
-                s, w, k = self._host.get(host, (0.0, 0.0, 0))
-                self._host[host] = (s + seconds, w + weight, k + n)
-                s, w, k = self._all
-                self._all = (s + seconds, w + weight, k + n)
+                self._add(host, seconds, weight, n)
 
     def rate(self, host: str | None = None) -> float | None:
         """Seconds per unit of weight on ``host`` (the overall rate until it has its own)."""
