@@ -18,7 +18,7 @@ from lasair_parallel.csv_to_database import sqlite_load, sqlite_proc
 from lasair_parallel.csv_to_database.load import LoadOptions, load_shards
 from lasair_parallel.csv_to_database.targets import parse_db_url
 from test_csv_to_database_common import cli_argv, cli_env
-from test_csv_to_database_sqlite import HEADER, SCHEMA, _float_texts
+from test_csv_to_database_sqlite import BAD_BODIES, HEADER, SCHEMA, _float_texts
 
 pytestmark = pytest.mark.skipif(not sqlite_proc.available(),
                                 reason="pyarrow and adbc-driver-sqlite not installed")
@@ -115,15 +115,7 @@ def test_nulls_zeros_and_numeric_looking_text(tmp_path, child_path):
     assert child_path == [] and slow == rows
 
 
-@pytest.mark.parametrize("body, line, what", [
-    ("A,1,1,1,1,x\nB,nan,1,1,1,x\n", 3, "bad float"),
-    ("A,1,inf,1,1,x\n", 2, "bad float"),
-    ("A,1e999,1,1,1,x\n", 2, "bad float"),
-    ("A,1,1,1.5,1,x\n", 2, "bad int"),
-    ("A,1,1,1,99999999999999999999,x\n", 2, "bad int"),
-    ("A,1,1,1,1,x\n,1,1,1,1,x\n", 3, "empty value for NOT NULL"),
-    ("A,1,1,1,1,x\nB,1,1,1,x\n", 3, "fields, header has"),
-])
+@pytest.mark.parametrize("body, line, what", BAD_BODIES)
 def test_what_arrow_does_not_decide_goes_to_the_row_path(tmp_path, child_path, body, line,
                                                          what):
     res, rows = _one(tmp_path, body)
