@@ -32,9 +32,6 @@ from lasair_parallel.tasks.protocol import PROTOCOL_VERSION
 log = logging.getLogger(__name__)
 
 
-_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
-
-
 class HostDown(Exception):
     """The connection to a worker failed or went silent; the message says why."""
 
@@ -418,12 +415,9 @@ class SSHConnection(Connection):
     def _quickack(self) -> None:
         # sshd leaves Nagle on for sessions without a pty, so the agent's next small event
         # waits until the previous one is ACKed; Linux delays that ACK by up to 40 ms.
-        # TCP_QUICKACK (not sticky: re-armed after each read) makes the head ACK at once.
-        if _QUICKACK is not None:
-            try:
-                self.client.sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-            except OSError:
-                pass
+        from lasair_parallel.head.connect.sshclient import quickack
+
+        quickack(self.client.sock)
 
     def _write(self, data: bytes) -> int:
         from ssh2.error_codes import LIBSSH2_ERROR_EAGAIN
