@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -251,10 +252,11 @@ def resolve_ssh(spec: HostSpec, ssh_config: str | None = None) -> SSHTarget:
     return resolve_all([spec], ssh_config)[0]
 
 
-def resolve_all(specs: list[HostSpec], ssh_config: str | None = None) -> list[SSHTarget]:
+def resolve_all(specs: list[HostSpec], ssh_config: str | None = None,
+                meanwhile: Callable[[], object] | None = None) -> list[SSHTarget]:
     """:func:`resolve_ssh` for many workers, their ``ssh -G`` processes running side by side
     (one after another they cost 5-12 ms per host at the start of every run, measured on
-    4 loopback hosts)."""
+    4 loopback hosts).  ``meanwhile()``, if given, runs while they do."""
     ssh = shutil.which("ssh")
     procs: list[subprocess.Popen | None] = []
     for spec in specs:
@@ -264,6 +266,8 @@ def resolve_all(specs: list[HostSpec], ssh_config: str | None = None) -> list[SS
                          if ssh else None)
         except OSError:
             procs.append(None)
+    if meanwhile is not None and specs:
+        meanwhile()
     out = []
     for spec, p in zip(specs, procs, strict=True):
         opts: dict[str, list[str]] = {}

@@ -80,6 +80,13 @@ class HostState:
         return self.spec.label
 
 
+def _warm_ssh() -> None:
+    import lasair_parallel.head.connect.sshclient  # noqa: F401
+    from lasair_parallel.head.connect.transport import _agent_blob
+
+    _agent_blob()
+
+
 class Scheduler(HostSet):
     """Run ``tasks`` on ``hosts``; the journal records everything as it happens."""
 
@@ -95,8 +102,11 @@ class Scheduler(HostSet):
         self.run_dir = journal.run_dir.resolve()
         # Resolve ~/.ssh/config (``ssh -G``) now, before any greenlet runs: a child process
         # started while another connection is in its handshake interrupts it (SIGCHLD).
+        # The SSH client's modules (parallel-ssh, ssh2-python: ~25 ms) are imported and the
+        # agent's blob made while the ssh -G processes run, not when the first host connects.
         ssh = [h for h in hosts if h.transport == "ssh"]
-        targets = dict(zip(map(id, ssh), resolve_all(ssh, opts.ssh_config), strict=True))
+        resolved = resolve_all(ssh, opts.ssh_config, meanwhile=_warm_ssh)
+        targets = dict(zip(map(id, ssh), resolved, strict=True))
         self.hosts = [HostState(h, target=targets.get(id(h))) for h in hosts]
         self._mark("ssh -G resolved for %d host(s)", len(hosts))
         self.tasks = {t.id: t for t in tasks}
