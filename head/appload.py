@@ -28,7 +28,6 @@ import sys
 import sysconfig
 import traceback
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
@@ -89,6 +88,8 @@ def _doc_of_folder(folder: Path) -> str:
 
 def _plugins() -> list[tuple[str, str, str]]:
     """``(name, package, distribution)`` for each entry point in our group."""
+    from importlib import metadata  # ~10 ms: only runs that name an app by its plugin name
+
     eps = metadata.entry_points()
     group = eps.select(group=ENTRY_POINT_GROUP) if hasattr(eps, "select") else \
         eps.get(ENTRY_POINT_GROUP, [])  # pragma: no cover - Python < 3.10

@@ -8,20 +8,22 @@ on ``python3``; so heads of different versions can share workers, each using its
 
 from __future__ import annotations
 
+import functools
+
 DIST = "lasair-parallel"
 VENV_ROOT = ".lasair-parallel"  # relative to the worker's workdir or home
 
 
+@functools.cache
 def head_version() -> str | None:
-    """The installed version of this project for the head's interpreter (None if not installed)."""
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover - Python < 3.8
-        return None
-    try:
-        return version(DIST)
-    except PackageNotFoundError:
-        return None
+    """The installed version of this project for the head's interpreter (None if not installed).
+
+    Read as the agent reads the worker's (``project_version``: the first dist-info on
+    sys.path), not through importlib.metadata, whose import cost ~8 ms of every command's
+    start (``python -X importtime``); tests/test_agent_version.py checks they agree."""
+    from lasair_parallel.head.worker.agent import project_version
+
+    return project_version()
 
 
 def venv_dir(version: str) -> str:

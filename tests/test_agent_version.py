@@ -1,5 +1,5 @@
 """The agent's installed-version lookup agrees with importlib.metadata (which it avoids
-importing at start, see head/worker/agent.py _project_version)."""
+importing at start, see head/worker/agent.py project_version)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ AGENT = Path(__file__).resolve().parents[1] / "head" / "worker" / "agent.py"
 PROBE = """
 import os, re, sys
 src = open(sys.argv[1]).read()
-exec(src[src.index("def _project_version"):src.index("def main(argv)")])
+exec(src[src.index("def project_version"):src.index("def main(argv)")])
 sys.path[:] = [sys.argv[2]] + [p for p in sys.path if p and "-packages" not in p]
 from importlib.metadata import PackageNotFoundError, version
 try:
     want = version("lasair-parallel")
 except PackageNotFoundError:
     want = None
-print(_project_version()); print(want)
+print(project_version()); print(want)
 """
 
 

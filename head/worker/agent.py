@@ -525,7 +525,7 @@ class Agent:
         self.send({"ev": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "hostname": socket.gethostname(),
                    "cores": os.cpu_count(), "python": sys.version.split()[0],
                    "executable": sys.executable, "cwd": os.getcwd(), "memfree": _memfree(), "load": _load(),
-                   "disk_free": _disk_free(), "version": _project_version()})
+                   "disk_free": _disk_free(), "version": project_version()})
         threading.Thread(target=self.beat, daemon=True).start()
         threading.Thread(target=self.alive, daemon=True).start()
         for line in sys.stdin.buffer:
@@ -543,7 +543,7 @@ class Agent:
         self.shutdown()
 
 
-def _project_version():
+def project_version():
     """The lasair-parallel version installed for this interpreter, if any (for deploy checks).
 
     Read from the first ``*.dist-info``/``*.egg-info`` folder of that name on sys.path, the
