@@ -143,50 +143,69 @@ def main() -> None:
     if not a.quick:
         lists.append(("320 x sleep 0.5", ["sleep 0.5"] * 320, 320 * 0.5))
     work = Path(tempfile.mkdtemp(prefix="lasair-startend-"))
-    bed = start_bed(work / "bed", n=HOSTS, first=2)
+    results = []
+    try:
+        # Twice: the workers' shells as this machine has them (root's ~/.bashrc), then as on a
+        # worker account with no rc file of its own (tests/sshbed.py ``login_rc``).
+        for login_rc in (True, False):
+            results.append((login_rc, measure(work / f"rc{int(login_rc)}", a.python, runs,
+                                              lists, login_rc)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    print(f"\nmedians of {runs} runs, {HOSTS} hosts x {SLOTS} slots, load {' '.join(load)}, "
+          f"workers' python {a.python or sys.executable}")
+    for login_rc, (bare, imp_alone, imports, floor, out) in results:
+        shells = ("runs ~/.bashrc (this machine: pyenv init)" if login_rc
+                  else "skips ~/.bashrc (as an account without one)")
+        print(f"\n== workers' bash {shells}")
+        print(f"interpreter start (python -c pass) {bare:.3f} s; imports alone {imp_alone:.3f} s; "
+              f"all imports of one run (python -X importtime) {imports:.3f} s")
+        print(f"floor: first of 4 fresh `ssh nodeN python -c` sessions done after {floor:.3f} s")
+        print(f"{'list':<16} {'':>8} {'start->sched':>12} {'sched->1st':>10} {'start->1st':>10} "
+              f"{'last->exit':>10} {'wall':>6} {'ideal':>6}")
+        for label, rows, gnu, ideal in out:
+            wall = median(rows, "wall")
+            print(f"{label:<16} {'ours':>8} {median(rows, 'to_sched'):>12.3f} "
+                  f"{median(rows, 'to_first'):>10.3f} "
+                  f"{statistics.median(r['to_sched'] + r['to_first'] for r in rows):>10.3f} "
+                  f"{median(rows, 'after_last'):>10.3f} {wall:>6.2f} {ideal:>6.2f}")
+            gwall = median(gnu, "wall")
+            print(f"{'':<16} {'GNU':>8} {'':>12} {'':>10} {median(gnu, 'to_first'):>10.3f} "
+                  f"{median(gnu, 'after_last'):>10.3f} {gwall:>6.2f}   GNU/ours wall "
+                  f"{gwall / wall:.2f}x")
+
+
+def measure(work: Path, python: str | None, runs: int, lists: list, login_rc: bool):
+    """Start a bed, time its runs; (bare start, imports alone, imports of a run, ssh floor,
+    [(label, our runs, GNU's runs, ideal)])."""
+    bed = start_bed(work / "bed", n=HOSTS, first=2, login_rc=login_rc)
     out = []
     try:
         # One run of the short list with the import profiler on: its import time only.
         tl = work / "warm.txt"
         tl.write_text("true\n" * 32)
-        run_once(bed, work, "warm", tl, a.python)  # page cache, sshd's first logins
-        prof = run_once(bed, work, "imports", tl, a.python,
+        run_once(bed, work, "warm", tl, python)  # page cache, sshd's first logins
+        prof = run_once(bed, work, "imports", tl, python,
                         env=dict(os.environ, PYTHONPROFILEIMPORTTIME="1"))
         imports = import_seconds(prof["stderr"])
         bare, imp_alone = imports_alone(runs)
-        floor = session_floor(bed, a.python, runs)
+        floor = session_floor(bed, python, runs)
         for label, commands, work_s in lists:
             tl = work / f"{label.split()[-1].replace('.', '')}.txt"
             tl.write_text("\n".join(commands) + "\n")
             rows = []
             gnu = []
             for i in range(runs):
-                rows.append(run_once(bed, work, f"r{i}", tl, a.python))
+                rows.append(run_once(bed, work, f"r{i}", tl, python))
                 assert rows[-1]["n"] == len(commands), rows[-1]
                 gnu.append(gnu_once(bed, work, commands))
             ideal = work_s / (HOSTS * SLOTS)
             out.append((label, rows, gnu, ideal))
     finally:
         bed.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    load = Path("/proc/loadavg").read_text().split()[:3]
-    print(f"\nmedians of {runs} runs, {HOSTS} hosts x {SLOTS} slots, load {' '.join(load)}, "
-          f"workers' python {a.python or sys.executable}")
-    print(f"interpreter start (python -c pass) {bare:.3f} s; imports alone {imp_alone:.3f} s; "
-          f"all imports of one run (python -X importtime) {imports:.3f} s")
-    print(f"floor: first of 4 fresh `ssh nodeN python -c` sessions done after {floor:.3f} s")
-    print(f"{'list':<16} {'':>8} {'start->sched':>12} {'sched->1st':>10} {'start->1st':>10} "
-          f"{'last->exit':>10} {'wall':>6} {'ideal':>6}")
-    for label, rows, gnu, ideal in out:
-        wall = median(rows, "wall")
-        print(f"{label:<16} {'ours':>8} {median(rows, 'to_sched'):>12.3f} "
-              f"{median(rows, 'to_first'):>10.3f} "
-              f"{statistics.median(r['to_sched'] + r['to_first'] for r in rows):>10.3f} "
-              f"{median(rows, 'after_last'):>10.3f} {wall:>6.2f} {ideal:>6.2f}")
-        gwall = median(gnu, "wall")
-        print(f"{'':<16} {'GNU':>8} {'':>12} {'':>10} {median(gnu, 'to_first'):>10.3f} "
-              f"{median(gnu, 'after_last'):>10.3f} {gwall:>6.2f}   GNU/ours wall "
-              f"{gwall / wall:.2f}x")
+    return bare, imp_alone, imports, floor, out
+
 
 if __name__ == "__main__":
     main()

@@ -164,8 +164,13 @@ class SSHBed:
             h.stop()
 
 
-def start_bed(root: Path, n: int = 4, first: int = 2) -> SSHBed:
-    """Start ``n`` sshd hosts on 127.0.0.<first>...; keys and configs under ``root``."""
+def start_bed(root: Path, n: int = 4, first: int = 2, login_rc: bool = True) -> SSHBed:
+    """Start ``n`` sshd hosts on 127.0.0.<first>...; keys and configs under ``root``.
+
+    ``login_rc`` False: the workers' bash skips ~/.bashrc, as on a worker account with no rc
+    file of its own.  bash runs it for a command from sshd only at shell level 1
+    (bash(1), INVOCATION); sshd's ``SetEnv SHLVL=1`` makes that level 2.  For the start-up
+    benchmark: this machine's root ~/.bashrc runs ``pyenv init`` (~60 ms a session)."""
     root.mkdir(parents=True, exist_ok=True)
     os.makedirs("/run/sshd", exist_ok=True)  # OpenSSH's privilege-separation directory
     bed = SSHBed(root)
@@ -203,6 +208,7 @@ def start_bed(root: Path, n: int = 4, first: int = 2) -> SSHBed:
             "LogLevel ERROR",
             "Subsystem sftp internal-sftp",
             "AcceptEnv LANG LC_*",
+            *([] if login_rc else ["SetEnv SHLVL=1"]),
         ]) + "\n")
         bed.hosts.append(SSHHost(addr, port, cfg, hdir / "sshd.log"))
     bed.known_hosts.write_text("\n".join(known) + "\n")
