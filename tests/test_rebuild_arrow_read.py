@@ -289,3 +289,48 @@ def test_ids_equal_under_a_case_insensitive_collation_are_found():
     assert _fold_collides(["ZTF1 ", "ZTF1"]) and _fold_collides(["a\t", "A"])  # pad space
     assert _fold_collides(["x\ny", "X\nY"])  # a newline inside an id: compared id by id
     assert not _fold_collides(["a\n", "b"]) and not _fold_collides([])
+
+
+def test_sqlite_listing_from_the_index_or_a_scan_counts_what_the_row_path_counts(tmp_path, live):
+    """The index answers the listing (sqlite_index_listing) only where every row counts; rows
+    without a candid, a table without the index, or a COLLATE clause send it to the scan, and
+    every listing equals the row path's."""
+    det, _ = live
+
+    def listings(path):
+        out = []
+        for reader in ("rows", "scan"):
+            src = open_source(f"sqlite:///{path}?reader={reader}")
+            ids, counts = src.list_objects()
+            src.close()
+            out.append((list(ids), counts.tolist()))
+        src = open_source(f"sqlite:///{path}")
+        by_index = src.arrow.index_listing()
+        src.close()
+        assert out[0] == out[1]
+        return out[0], by_index
+
+    path = tmp_path / "idx.db"
+    write_sqlite(path, det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS)
+    want, by_index = listings(path)
+    assert by_index is not None and (list(by_index[0]), by_index[1].tolist()) == want
+    with sqlite3.connect(path) as conn:  # rows without a candid are no detections
+        conn.execute("UPDATE candidates SET candid = NULL WHERE rowid % 7 = 0")
+    fewer, by_index = listings(path)
+    assert by_index is None and sum(fewer[1]) < sum(want[1]) and set(fewer[0]) <= set(want[0])
+    noindex = tmp_path / "noidx.db"
+    write_sqlite(noindex, det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS)
+    with sqlite3.connect(noindex) as conn:
+        conn.execute("DROP INDEX candidates_objectId")
+    assert listings(noindex) == (want, None)
+    from lasair_parallel.apps.rebuild_objects.sources.dbwrite import CANDIDATES_DDL
+
+    ddls = {"collate": CANDIDATES_DDL.replace("VARCHAR(16) NOT NULL",
+                                              "VARCHAR(16) NOT NULL COLLATE BINARY"),
+            "notnull": CANDIDATES_DDL.replace("candid BIGINT", "candid BIGINT NOT NULL")}
+    for name, ddl in ddls.items():
+        p = tmp_path / f"{name}.db"
+        write_sqlite(p, det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS, ddl=ddl)
+        got, by_index = listings(p)
+        assert got == want
+        assert (by_index is None) == (name == "collate"), name

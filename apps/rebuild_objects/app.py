@@ -99,7 +99,7 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
         # A table not stored by object is listed, and each block read, by a scan of the whole
         # table: one block per slot then, as a second costs a process start and another scan
         # (~0.2 s + 0.3-0.6 s of the 1.28M-row table, benchmarks/rebuild_live.py).
-        per_slot = 1 if getattr(src, "listed_by_scan", False) else 2
+        per_slot = 1 if getattr(src, "scans_blocks", False) else 2
     finally:
         src.close()
     if len(ids) == 0:

@@ -64,6 +64,9 @@ class ArrowSql:
     # Conditions cutting the table into parts (e.g. rowid ranges) that a scan reads at once,
     # one connection and thread each (``scan_all``).
     split: Callable[[], list[str]] | None = None
+    # The listing from the objectId index alone, or None where the index cannot answer it
+    # (``list_all`` then scans); SQLite's (``sql_arrow.sqlite_index_listing``).
+    index_listing: Callable[[], tuple[np.ndarray, np.ndarray] | None] | None = None
 
 
 def literal(value: str) -> str:
@@ -139,6 +142,9 @@ def list_all(d: ArrowSql) -> tuple[np.ndarray, np.ndarray]:
     try:
         if d.server_sorts:
             return _server_listing(d)
+        listing = d.index_listing() if d.index_listing is not None else None
+        if listing is not None:
+            return listing
         base = f"SELECT objectId FROM {d.table} {d.no_index} {where}"
         t = scan_all(d, base)
         vc = arrow_np.compute("value_counts", t.column(0))
@@ -166,15 +172,15 @@ def _server_listing(d: ArrowSql) -> tuple[np.ndarray, np.ndarray]:
         nulls = pool.submit(d.fetch, f"SELECT COUNT(*) AS n FROM {t} WHERE candid IS NULL")
         listing = pool.submit(d.fetch, f"SELECT objectId, COUNT(*) AS n FROM {t} "
                                        "GROUP BY objectId ORDER BY objectId")
-        if _column(nulls.result(), "n", "i")[0] > 0:
+        if as_numpy(nulls.result(), "n", "i")[0] > 0:
             listing = pool.submit(d.fetch, f"SELECT objectId, COUNT(*) AS n FROM {t} "
                                            f"{d.no_index} WHERE candid IS NOT NULL "
                                            "GROUP BY objectId ORDER BY objectId")
         table = listing.result()
-    return np.asarray(table.column(0).to_pylist(), dtype=object), _column(table, "n", "i")
+    return np.asarray(table.column(0).to_pylist(), dtype=object), as_numpy(table, "n", "i")
 
 
-def _column(table, name: str, kind: str, order: np.ndarray | None = None) -> np.ndarray:
+def as_numpy(table, name: str, kind: str, order: np.ndarray | None = None) -> np.ndarray:
     """One column as float64 or int64 (cast from any type Arrow can cast; TEXT columns too),
     its rows taken in ``order`` when given."""
     import pyarrow as pa
@@ -262,7 +268,7 @@ def to_detections(table, scan: bool, inf_is_null: bool) -> Detections:
     codes, null = arrow_np.codes(enc)
     if null is not None:
         raise ArrowFallback("NULL objectId")
-    jd, candid = _column(table, "jd", "f"), _column(table, "candid", "i")
+    jd, candid = as_numpy(table, "jd", "f"), as_numpy(table, "candid", "i")
     if scan:
         ids, counts, perm, in_order = _scan_order(enc.dictionary, codes, jd, candid)
     else:  # first appearance = the server's order; rows already grouped and sorted
@@ -273,11 +279,11 @@ def to_detections(table, scan: bool, inf_is_null: bool) -> Detections:
         perm, in_order = None, True
     cols: dict[str, np.ndarray] = {}
     for c in FLOAT_COLUMNS:
-        v = (jd if perm is None else jd[perm]) if c == "jd" else _column(table, c, "f", perm)
+        v = (jd if perm is None else jd[perm]) if c == "jd" else as_numpy(table, c, "f", perm)
         if inf_is_null and (v == -np.inf).any():  # one pass (np.isneginf makes three)
             v[v == -np.inf] = np.nan  # v is a new array (arrow_np copies or gathers)
         cols[c] = v
-    cols.update({c: _column(table, c, "i", perm) for c in ("fid", "nid")})
+    cols.update({c: as_numpy(table, c, "i", perm) for c in ("fid", "nid")})
     if not in_order:
         candid = candid if perm is None else candid[perm]
     cols["positive"] = arrow_np.map_strings(table.column("isdiffpos"), _positive, False, perm)

@@ -47,6 +47,7 @@ from lasair_parallel.apps.rebuild_objects.sources.sql_arrow import (
     mysql_decide,
     rowid_split,
     sqlite_decide,
+    sqlite_index_listing,
 )
 
 PAGE = 50_000  # objects per listing page: one round trip per ~1 MB of ids
@@ -97,7 +98,7 @@ class SqlSource:
         self.missing = missing
         self._conn = None
         self.arrow, self.reader, self.decide = arrow, reader, decide
-        self.listed_by_scan = False  # set by list_objects
+        self.scans_blocks = False  # set by list_objects: blocks are read by whole-table scans
         self.last_read = ""  # how the last block was read: "scan", "seek" or "rows" (reports)
 
     def conn(self):
@@ -118,7 +119,7 @@ class SqlSource:
                 if self.reader == "scan" or (self.reader == "auto" and self.decide
                                              and self.decide(self, *EVERY_ID) == "scan"):
                     listing = list_all(self.arrow)
-                    self.listed_by_scan = True  # the planner sizes blocks by it
+                    self.scans_blocks = True  # the planner sizes blocks by it
                     return listing
             except ArrowFallback as e:
                 print(f"rebuild_objects: Arrow listing not possible ({e}); paging",
@@ -269,7 +270,8 @@ def sqlite_source(spec: str) -> SqlSource:
         # connectorx opens the file itself (it exists: checked above); its SELECTs never write
         fetch = lazy_read_sql(lambda: f"sqlite://{resolved}")
         arrow = ArrowSql(fetch, table, '"', "NOT INDEXED", inf_is_null=True,
-                         split=lambda: rowid_split(connect, table))
+                         split=lambda: rowid_split(connect, table),
+                         index_listing=lambda: sqlite_index_listing(connect, fetch, table))
     # SQLite reads the literal 1e999 as +inf: NULL floats come back as -inf (see numeric_select).
     return SqlSource(connect, table, "?", "BEGIN", spec, missing="-1e999", arrow=arrow,
                      reader=q.get("reader", "auto"), decide=sqlite_decide)

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+import numpy as np
 from lasair_parallel.apps.rebuild_objects.sources.arrow_read import (
     EVERY_ID,
     SAMPLE,
     ArrowFallback,
     ArrowSql,
+    as_numpy,
     choose,
     unclustered_share,
 )
@@ -87,6 +89,54 @@ def rowid_split(connect: Callable, table: str) -> list[str]:
     conds = [f"rowid < {cuts[0]}"]
     conds += [f"rowid >= {a} AND rowid < {b}" for a, b in zip(cuts, cuts[1:], strict=False)]
     return [*conds, f"rowid >= {cuts[-1]}"]
+
+
+def sqlite_index_listing(connect: Callable, fetch: Callable[[str], object], table: str):
+    """(objectIds, counts) from SQLite's objectId index alone, or None where it cannot answer.
+
+    Counting only rows with a candid makes SQLite look each row up (that is why the listing
+    scans the table: 0.16 s for the 1.28M-row benchmark table).  When no row lacks a candid
+    (declared NOT NULL, or one scan of that column: 0.06 s, run at once on this thread) every
+    row counts, and the GROUP BY reads the covering index (0.08 s through connectorx, on its
+    own thread).  None, and the caller scans, when the plan uses no covering index, a COLLATE
+    clause is declared (the index's order would not be byte order), or an objectId is NULL."""
+    import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
+
+    grouped = f"SELECT objectId, COUNT(*) AS n FROM {table} GROUP BY objectId ORDER BY objectId"
+    try:
+        conn = connect()
+    except sqlite3.Error:
+        return None
+    try:
+        plan = " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {grouped}"))
+        ddl = " ".join(str(r[0]) for r in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL", (table,)))
+        if "COVERING INDEX" not in plan.upper() or "COLLATE" in ddl.upper():
+            return None
+        # PRAGMA table_info: (cid, name, type, notnull, default, pk); an INTEGER PRIMARY KEY
+        # is the rowid, never NULL
+        info = {str(r[1]).lower(): r for r in conn.execute(f"PRAGMA table_info({table})")}
+        cand = info.get("candid")
+        if cand is None:
+            return None
+        never_null = bool(cand[3]) or (cand[5] == 1 and str(cand[2]).upper() == "INTEGER"
+                                       and sum(1 for r in info.values() if r[5]) == 1)
+        with ThreadPoolExecutor(1) as pool:
+            listing = pool.submit(fetch, grouped)
+            nulls = 0 if never_null else conn.execute(
+                f"SELECT COUNT(*) FROM {table} WHERE candid IS NULL").fetchone()[0]
+            result = listing.result()  # waited for even when unused: never left running
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    if nulls:
+        return None
+    ids = np.asarray(result.column(0).to_pylist(), dtype=object)
+    if len(ids) and ids[0] is None:  # NULL objectIds: as the scan lists them
+        return None
+    return ids, as_numpy(result, "n", "i")
 
 
 def sqlite_decide(src: SqlSource, first: str, last: str) -> str:
