@@ -9,7 +9,7 @@ The table: benchmarks/_tables.py (the real sample replicated, rows in arrival or
 `parallel run apps/rebuild_objects --procs 1 -- --source SPEC` on this machine (local
 transport), timed from the outside; the shards' rows of both readers are compared byte for
 byte (the features are equal; tests/test_rebuild_arrow_read.py checks them against the
-per-object reference).  Each task's own read/features/write split is printed from its log.
+per-object reference).  Each task's own read/features+csv/write split is printed from its log.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # _tables when run from elsewhere
 from _tables import live_mariadb, live_sqlite  # noqa: E402
 
 LASAIR_PER_S = 128_000 / 7828  # anchors.md section 1: 16 objects/s
-TASK_LINE = re.compile(r"\((\d+) objects.* in ([\d.]+) s \(read ([\d.]+), features ([\d.]+), "
+TASK_LINE = re.compile(r"\((\d+) objects.* in ([\d.]+) s \(read ([\d.]+), features(?:\+csv)? ([\d.]+), "
                        r"write ([\d.]+)\)")
 
 
@@ -75,7 +75,7 @@ def compare(label: str, work: Path, spec: str, env: dict, sep: str) -> None:
         t, rd, f, w = r["split"]
         print(f"{label:8s} {name:14s} {r['wall']:6.2f} s whole run = "
               f"{r['objects'] / r['wall']:>8,.0f} objects/s; tasks {t:.2f} s (read {rd:.2f}, "
-              f"features {f:.2f}, write {w:.2f}); outside tasks {r['wall'] - t:.2f} s; "
+              f"features+csv {f:.2f}, write {w:.2f}); outside tasks {r['wall'] - t:.2f} s; "
               f"{r['tasks']} tasks",
               flush=True)
     print(f"{label:8s} arrow / rows = {old['wall'] / new['wall']:.2f}x; shards identical: "

@@ -47,7 +47,7 @@ def run_task(spec: str, first: str, last: str, out: Path) -> dict:
                          cwd=Path(__file__).resolve().parents[1])
     wall = time.perf_counter() - t
     m = re.search(r"\((\d+) objects, (\d+) detections\) -> .* in ([\d.]+) s \(read ([\d.]+), "
-                  r"features ([\d.]+), write ([\d.]+)\); peak (\d+) MB", res.stdout)
+                  r"features(?:\+csv)? ([\d.]+), write ([\d.]+)\); peak (\d+) MB", res.stdout)
     if not m:
         raise RuntimeError(f"unexpected task output: {res.stdout!r} {res.stderr!r}")
     n, d, total, read, feat, write, peak = m.groups()

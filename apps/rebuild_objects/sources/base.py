@@ -64,6 +64,14 @@ def empty_detections(ids: Sequence[str] = ()) -> Detections:
                       cols, np.empty(0, dtype=object))
 
 
+def objects_slice(det: Detections, lo: int, hi: int) -> Detections:
+    """The detections of objects ``lo``..``hi - 1`` of ``det`` (views, no copy)."""
+    starts = np.concatenate([[0], np.cumsum(det.counts)])
+    a, b = int(starts[lo]), int(starts[hi])
+    return Detections(det.ids[lo:hi], det.counts[lo:hi], {k: v[a:b] for k, v in det.cols.items()},
+                      det.ssnamenr[a:b], None if det.candid is None else det.candid[a:b])
+
+
 def concat(blocks: Sequence[Detections]) -> Detections:
     """Join blocks of distinct objects, keeping their order."""
     if not blocks:
