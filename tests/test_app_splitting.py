@@ -78,6 +78,10 @@ def test_rebuild_objects_splits_by_object_range_shards_hold_the_same_rows(sshbed
     a, b = read_shards(whole / "shards"), read_shards(cut / "shards")
     assert len(a) > 100 and set(a) == set(b)
     assert [(k, c) for k in a for c in a[k] if a[k][c] != b[k][c]] == []
+    # Each piece has a timeout, as the planner's blocks have: 10x its predicted time, >= 60 s.
+    timeouts = [r[0] for r in journal(cut).execute(
+        "SELECT timeout FROM tasks WHERE parent IS NOT NULL")]
+    assert timeouts and all(t is not None and t >= 60.0 for t in timeouts), timeouts
     # No object in two shards: the pieces' ranges do not overlap.
     n_rows = sum(len(p.read_text().splitlines()) - 1 for p in (cut / "shards").glob("*.csv"))
     assert n_rows == len(b)

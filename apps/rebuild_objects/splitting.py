@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from lasair_parallel.tasks import Task, python_command, split
-from lasair_parallel.tasks.emit import head_path, spawn
+from lasair_parallel.tasks.emit import head_path, sizing, spawn
 from lasair_parallel.tasks.protocol import ENV_TASK_ID
 
 MODULE = "lasair_parallel.apps.rebuild_objects.task"
@@ -39,12 +39,8 @@ def reads_by_scan(src, first: str, last: str) -> bool:
     by object, sources.arrow_read.choose)?  Then every piece would scan it again: splitting
     multiplies the read, the biggest stage (benchmarks/rebuild_live.py), so it does not
     split."""
-    if getattr(src, "arrow", None) is None or getattr(src, "reader", "rows") == "rows":
-        return False
-    if src.reader == "scan":
-        return True
-    decide = getattr(src, "decide", None)
-    return src.reader == "auto" and decide is not None and decide(src, first, last) == "scan"
+    read_mode = getattr(src, "read_mode", None)  # sources without one never scan
+    return read_mode is not None and read_mode(first, last) == "scan"
 
 
 def split_range(src, source: str, first: str, last: str, output: str | None,
@@ -58,6 +54,7 @@ def split_range(src, source: str, first: str, last: str, output: str | None,
     if len(parts) <= 1:
         return last
     me = os.environ.get(ENV_TASK_ID) or "rebuild"
+    rate = sizing()[0] or 0.0  # seconds per detection, measured (n > 1: the head had one)
     children = []
     for k, (lo, hi, weight) in enumerate(parts[1:], start=1):
         cid = f"{me}.{k}"
@@ -74,7 +71,9 @@ def split_range(src, source: str, first: str, last: str, output: str | None,
                                f"{cid}.csv")
             argv += ["--output", out]
             outputs = (out,)
+        # As the planner's blocks (app.plan): 10x the predicted time, at least a minute.
         children.append(Task(id=cid, command=python_command(MODULE, argv), weight=weight,
-                             outputs=outputs, stream=stream))
+                             outputs=outputs, stream=stream,
+                             timeout=max(60.0, 10.0 * rate * weight)))
     spawn(*children)
     return parts[0][1]

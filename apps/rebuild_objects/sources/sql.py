@@ -99,6 +99,7 @@ class SqlSource:
         self._conn = None
         self.arrow, self.reader, self.decide = arrow, reader, decide
         self.scans_blocks = False  # set by list_objects: blocks are read by whole-table scans
+        self._modes: dict[tuple[str, str], str] = {}  # read_mode's answers
         self.last_read = ""  # how the last block was read: "scan", "seek" or "rows" (reports)
 
     def conn(self):
@@ -149,13 +150,22 @@ class SqlSource:
         cur.close()
         return np.array(ids, dtype=object), np.array(counts, dtype=np.int64)
 
+    def read_mode(self, first: str, last: str) -> str:
+        """How ``read_range`` reads the block: "scan", "seek" or "rows" (``reader``, or for
+        "auto" ``decide``'s answer, asked once per block: the splitter asks first)."""
+        if self.arrow is None or self.reader == "rows":
+            return "rows"
+        if self.reader != "auto":
+            return self.reader
+        if (first, last) not in self._modes:
+            self._modes[(first, last)] = self.decide(self, first, last) if self.decide else "seek"
+        return self._modes[(first, last)]
+
     def read_range(self, first: str, last: str) -> Detections:
         """The block's detections: Arrow (scan or ordered) when possible, else row by row."""
         if self.arrow is not None and self.reader != "rows":
             try:
-                mode = self.reader
-                if mode == "auto":
-                    mode = self.decide(self, first, last) if self.decide else "seek"
+                mode = self.read_mode(first, last)
                 if mode != "rows":
                     det = read_block(self.arrow, first, last, mode == "scan")
                     self.last_read = mode
