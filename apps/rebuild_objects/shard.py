@@ -1,4 +1,4 @@
-"""Write feature rows as one CSV shard: header row, NULL as an empty field, exact floats.
+"""Feature rows as the text of one CSV shard: header row, NULL as an empty field, exact floats.
 
 Floats are written in their shortest round-trip form, as orjson formats them (its Ryu
 formatter: ``0.000032``, ``1.5e-7``, ``1e16``; the same digits as Python's repr, ~10x faster), so
@@ -19,11 +19,9 @@ from __future__ import annotations
 import csv
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 from lasair_parallel.apps.rebuild_objects.features import COLUMNS
-from lasair_parallel.tasks.outputs import atomic_write
 
 try:  # the formatter the shard text is defined by; see _format_float for the fallback
     import orjson
@@ -175,11 +173,3 @@ def shard_bytes(features: dict[str, np.ndarray]) -> bytes:
         text = _fast_rows(cols) if orjson is not None and _plain_strings(cols) else None
         parts.append(_slow_rows(cols) if text is None else text)
     return b"".join(parts)
-
-
-def write_shard(path: str | Path, features: dict[str, np.ndarray]) -> int:
-    """Write the shard atomically (temp file + rename); returns the number of rows."""
-    data = shard_bytes(features)
-    with atomic_write(path, "wb") as f:
-        f.write(data)
-    return len(features["objectId"])

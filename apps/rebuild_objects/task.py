@@ -23,8 +23,8 @@ from lasair_parallel.tasks.emit import emitter
 from lasair_parallel.tasks.outputs import atomic_write
 
 # Rows from which a block's features and CSV text are made on two threads, one half of the
-# objects each: numpy's array loops release the GIL, so the halves overlap (0.64 s -> 0.47 s
-# for 128,000 objects / 1.28M rows on 2 cores, /tmp/exp_par.py in the session of 2026-12-02);
+# objects each: numpy's array loops release the GIL, so the halves overlap (features + CSV
+# 0.66 s -> 0.55 s for 128,000 objects / 1.28M rows on 2 cores, benchmarks/rebuild_live.py);
 # below ~50 ms of work the threads' start is not worth it.
 THREADED_ROWS = 50_000
 
@@ -82,8 +82,7 @@ def shard_text(det: Detections, window_days: float = 0.0) -> tuple[int, bytes]:
     the two halves of its objects when it has THREADED_ROWS detections or more.  Each
     object's features depend on its own rows only, so the halves' texts joined (one header)
     are the whole block's, byte for byte (tests/test_rebuild_app.py)."""
-    halves = 2 if det.n_rows >= THREADED_ROWS and (os.cpu_count() or 1) > 1 else 1
-    if halves == 1:
+    if det.n_rows < THREADED_ROWS or len(det.ids) < 2 or (os.cpu_count() or 1) < 2:
         return len(det.ids), shard_bytes(compute_features(det, window_days)[1])
     from concurrent.futures import ThreadPoolExecutor
 
