@@ -61,6 +61,14 @@ def _agent_blob() -> str:
     return base64.b64encode(zlib.compress(agent_source().encode(), 6)).decode()
 
 
+def warm_ssh() -> None:
+    """Import the SSH client's modules (parallel-ssh, ssh2-python: ~25 ms) and make the
+    agent's blob, ahead of the first connection: a run does it while its ``ssh -G`` run."""
+    import lasair_parallel.head.connect.sshclient  # noqa: F401
+
+    _agent_blob()
+
+
 def agent_command(python: str | None, config: dict, workdir: str | None = None) -> str:
     """Shell command that runs the agent from compressed source carried in the command line.
 

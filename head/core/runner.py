@@ -13,7 +13,8 @@ from pathlib import Path
 from types import ModuleType
 
 import gevent
-from lasair_parallel.head.connect.hosts import HostSpec
+from lasair_parallel.head.connect.hosts import HostSpec, Resolving
+from lasair_parallel.head.connect.transport import warm_ssh
 from lasair_parallel.head.core import dynjournal
 from lasair_parallel.head.core.deps import validate as validate_deps
 from lasair_parallel.head.core.journal import Journal
@@ -66,11 +67,21 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
     notify = notify or log.info
     from lasair_parallel.head.core.elastic import HostWatcher
 
-    make_run_dir(run_dir)
-    lock = RunLock(run_dir).acquire()  # before the journal: a second head changes nothing
+    # The workers' ``ssh -G`` run while the SSH client is imported, the journal opened and the
+    # tasks registered.
+    resolving = Resolving([h for h in hosts if h.transport == "ssh"], opts.ssh_config)
+    try:
+        if resolving.specs:
+            warm_ssh()
+        make_run_dir(run_dir)
+        lock = RunLock(run_dir).acquire()  # before the journal: a second head changes nothing
+    except BaseException:
+        resolving.abandon()
+        raise
     try:
         journal = Journal(run_dir)
     except BaseException:
+        resolving.abandon()
         lock.release()
         raise
     try:
@@ -104,7 +115,7 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
 
         sched = Scheduler(hosts, todo, journal, opts, name, on_change=on_change,
                           on_task=(lambda tid: on_task(journal, tid)) if on_task else None,
-                          depths=depths)
+                          depths=depths, resolving=resolving)
         if stream_loader is not None:
             sched.spools.on_commit = stream_loader.submit
         stop = _install_signal_handlers(sched, notify) if handle_signals else (lambda: None)
@@ -137,6 +148,7 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
             app.gather(app_args, app_ctx)
         return result
     finally:
+        resolving.abandon()  # a no-op once the scheduler has read the targets
         journal.close()
         lock.release()
         log.debug("run ended, journal closed")

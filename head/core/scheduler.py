@@ -16,9 +16,14 @@ from dataclasses import dataclass, field
 
 import gevent
 from gevent.event import Event
-from lasair_parallel.head.connect.hosts import HostSpec, SSHTarget, resolve_all
+from lasair_parallel.head.connect.hosts import HostSpec, Resolving, SSHTarget
 from lasair_parallel.head.connect.staging import Stager
-from lasair_parallel.head.connect.transport import Connection, HostDown, open_connection
+from lasair_parallel.head.connect.transport import (
+    Connection,
+    HostDown,
+    open_connection,
+    warm_ssh,
+)
 from lasair_parallel.head.core.dynamic import Dynamic
 from lasair_parallel.head.core.failures import describe_error, failure_reason, is_permanent
 from lasair_parallel.head.core.hostset import HostSet
@@ -80,13 +85,6 @@ class HostState:
         return self.spec.label
 
 
-def _warm_ssh() -> None:
-    import lasair_parallel.head.connect.sshclient  # noqa: F401
-    from lasair_parallel.head.connect.transport import _agent_blob
-
-    _agent_blob()
-
-
 class Scheduler(HostSet):
     """Run ``tasks`` on ``hosts``; the journal records everything as it happens."""
 
@@ -94,7 +92,8 @@ class Scheduler(HostSet):
                  opts: Options, run_name: str,
                  on_change: Callable[[Scheduler], None] | None = None,
                  on_task: Callable[[str], None] | None = None,
-                 depths: dict[str, int] | None = None):
+                 depths: dict[str, int] | None = None, resolving: Resolving | None = None):
+        """``resolving``: the SSH workers' ``ssh -G``, already started (runner.execute)."""
         self.t0 = time.monotonic()  # for the debug log's timeline of a run's start and end
         self.opts = opts
         self.journal = journal
@@ -102,10 +101,13 @@ class Scheduler(HostSet):
         self.run_dir = journal.run_dir.resolve()
         # Resolve ~/.ssh/config (``ssh -G``) now, before any greenlet runs: a child process
         # started while another connection is in its handshake interrupts it (SIGCHLD).
-        # The SSH client's modules (parallel-ssh, ssh2-python: ~25 ms) are imported and the
-        # agent's blob made while the ssh -G processes run, not when the first host connects.
+        # runner.execute started them (and warm_ssh) before opening the journal.
         ssh = [h for h in hosts if h.transport == "ssh"]
-        resolved = resolve_all(ssh, opts.ssh_config, meanwhile=_warm_ssh)
+        if resolving is None or resolving.specs != ssh:
+            if resolving is not None:
+                resolving.abandon()
+            resolving = Resolving(ssh, opts.ssh_config)
+        resolved = resolving.result(meanwhile=warm_ssh)
         targets = dict(zip(map(id, ssh), resolved, strict=True))
         self.hosts = [HostState(h, target=targets.get(id(h))) for h in hosts]
         self._mark("ssh -G resolved for %d host(s)", len(hosts))
