@@ -252,12 +252,11 @@ def resolve_ssh(spec: HostSpec, ssh_config: str | None = None) -> SSHTarget:
     return resolve_all([spec], ssh_config)[0]
 
 
-def resolve_all(specs: list[HostSpec], ssh_config: str | None = None,
-                meanwhile: Callable[[], object] | None = None) -> list[SSHTarget]:
+def resolve_all(specs: list[HostSpec], ssh_config: str | None = None) -> list[SSHTarget]:
     """:func:`resolve_ssh` for many workers, their ``ssh -G`` processes running side by side
     (one after another they cost 5-12 ms per host at the start of every run, measured on
-    4 loopback hosts).  ``meanwhile()``, if given, runs while they do."""
-    return Resolving(specs, ssh_config).result(meanwhile)
+    4 loopback hosts)."""
+    return Resolving(specs, ssh_config).result()
 
 
 class Resolving:
