@@ -274,3 +274,17 @@ def test_sigterm_while_pending_withdraws_the_job(slurm, tmp_path):  # noqa: F811
     finally:
         slurm.run("scancel", blocker_job, check=False)
         finish(proc, timeout=5)
+
+
+def test_oom_reason_quotes_slurmstepds_line_whatever_srun_prints_after_it():
+    """The reason names Slurm's own words even when srun's lines come last (seen in CI:
+    "Job step aborted", "task 0: Killed", "_step_signal: Terminating" after the
+    memory-limit line)."""
+    from lasair_parallel.head.connect.slurm import _OOM, _line_of
+
+    stderr = ("slurmstepd: error: Step 4.1 exceeded memory limit (409600 > 102400), being "
+              "killed\nsrun: Job step aborted: Waiting up to 4 seconds for job step to finish."
+              "\nsrun: error: vm: task 0: Killed\nsrun: launch/slurm: _step_signal: "
+              "Terminating StepId=4.1\n")
+    assert _line_of(_OOM, stderr, "tail").startswith("slurmstepd: error: Step 4.1 exceeded")
+    assert _line_of(_OOM, "srun: error: vm: task 0: Killed\n", "tail") == "tail"

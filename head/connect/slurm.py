@@ -265,10 +265,12 @@ class SlurmConnection(LocalConnection):
         ok = exit_ev is not None and exit_ev.get("rc") == 0
         if _OOM.search(stderr) and not ok:
             ev = exit_ev or {"rc": None, "sig": signal.SIGKILL}
-            ev = dict(ev, outcome="oom", reason=f"out of memory: Slurm killed the step ({why})")
+            # slurmstepd's own line: srun's "Killed" / "Terminating" lines may come after it
+            ev = dict(ev, outcome="oom", reason="out of memory: Slurm killed the step "
+                      f"({_line_of(_OOM, stderr, why)})")
         elif _PREEMPT.search(stderr) and not ok:
             ev = dict(exit_ev or {"rc": None, "sig": None}, outcome="preempted",
-                      reason=f"preempted by Slurm ({why})")
+                      reason=f"preempted by Slurm ({_line_of(_PREEMPT, stderr, why)})")
         elif exit_ev is not None and (ok or not _CANCELLED.search(stderr)):
             ev = exit_ev
         elif _CANCELLED.search(stderr) or self.proc.poll() is not None:
@@ -341,3 +343,7 @@ class SlurmConnection(LocalConnection):
                 log.warning("scancel %s: %s", self.job_id, e)
             self.job_id = None
 
+
+def _line_of(pattern: re.Pattern, text: str, default: str) -> str:
+    """The first line of ``text`` that ``pattern`` finds, stripped; else ``default``."""
+    return next((line.strip() for line in text.splitlines() if pattern.search(line)), default)
