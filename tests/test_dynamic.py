@@ -271,6 +271,23 @@ def test_head_measures_the_rate_and_hands_it_to_tasks_and_planners(tmp_path):
         f"busy-0000{i}{p}.txt" for i in range(2) for p in ("-p001", "-p002", "")]
 
 
+def test_without_a_shared_filesystem_the_next_task_gets_the_rate_at_once(sshbed, tmp_path):
+    """With copy-back the slot is free when a task exits, before its outputs are fetched: the
+    next task on it starts then, so the rate is learnt from the exit (its run time is known),
+    not after the copy-back."""
+    tl = tmp_path / "copied.txt"
+    tl.write_text("".join(f'sleep 0.3; echo "{i} rate=$PARALLEL_RATE"\n' for i in range(3)))
+    hosts = sshbed.write_hosts_yaml(tmp_path / "h.yaml", procs=1, hosts=sshbed.hosts[:1],
+                                    shared_fs=False, workdir=tmp_path / "worker", python=PY)
+    p = parallel("run", "--tasks", tl, "--workers", hosts, "--ssh-config", sshbed.ssh_config,
+                 "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    logs = sorted((tmp_path / "runs" / "copied" / "logs").glob("*.1.out"),
+                  key=lambda f: f.read_text())
+    rates = [f.read_text().split("rate=")[1].strip() for f in logs]
+    assert rates[0] == "" and all(0.25 < float(r) < 0.6 for r in rates[1:]), rates
+
+
 # ------------------------------------------------------------------ backup tasks
 SLOW = ('case "$SSH_CONNECTION" in *" {slow} "*) sleep {long};; *) sleep 0.3;; esac; '
         ': {token}-{i}; echo "{i},$PARALLEL_ATTEMPT" >/dev/fd/$PARALLEL_EMIT_FD')

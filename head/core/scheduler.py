@@ -366,6 +366,7 @@ class Scheduler(HostSet):
             h.free.extend(s for s in r.slots if s < h.spec.procs)
             h.free.sort()
             if h.stager is not None:
+                self.dyn.exited(h, r, ev)  # the rate, before the freed slot's next task
                 # Counted now, not when the greenlet starts: until it has run, nothing else
                 # may conclude that the run is over.
                 self.copying += 1

@@ -2,8 +2,9 @@
 
 A planner's weight is not a duration (OpenQuake's lesson: it measures the rate and splits
 work below a ``task_duration``).  The head keeps, per host and overall, the ratio of summed
-run time to summed weight over successful attempts, and hands it to each task it starts
-(``$PARALLEL_RATE``, ``$PARALLEL_WEIGHT``), with the longest wanted task
+run time to summed weight over successful attempts (counted when they exit with status 0,
+before their outputs are copied back: ``Dynamic.exited``), and hands it to each task it
+starts (``$PARALLEL_RATE``, ``$PARALLEL_WEIGHT``), with the longest wanted task
 (``$PARALLEL_TASK_SECONDS``): a splittable task spawns the rest of its work as subtasks.
 Backup tasks use the same rate to see a task running far beyond its prediction.
 """
