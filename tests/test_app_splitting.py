@@ -87,15 +87,17 @@ def test_rebuild_objects_splits_by_object_range_shards_hold_the_same_rows(sshbed
     assert n_rows == len(b)
 
 
-def test_scarp_search_splits_by_strike_range_gather_finds_every_part(sshbed, tmp_path) -> None:
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "copied"])
+def test_scarp_search_splits_by_strike_range_gather_finds_every_part(sshbed, tmp_path,
+                                                                     shared) -> None:
     dem = Path(__file__).parent.parent / "apps" / "scarp_search" / "data" / "synthetic.tif"
     app = ["--dem", str(dem), "--angle-step", "12", "--log-kt-step", "0.6"]
-    # One slot plans 2 strike blocks; the second starts with the first's measured rate and
-    # splits.  (Without a shared filesystem it would start before the first's copy-back, when
-    # the rate is learnt: the rebuild test above covers that case with more tasks.)  The
-    # gather runs as a journaled task on the worker and must find the spawned parts too.
-    whole = bed_run(sshbed, tmp_path, "whole", "scarp_search", NO_SPLIT, app)
-    cut = bed_run(sshbed, tmp_path, "cut", "scarp_search", ["--task-seconds", "0.05"], app)
+    # One slot plans 2 strike blocks; the second starts with the first's measured rate (learnt
+    # at its exit, before any copy-back) and splits.  The gather runs as a journaled task on
+    # the worker and must find the spawned parts too (copied to it without a shared one).
+    whole = bed_run(sshbed, tmp_path, "whole", "scarp_search", NO_SPLIT, app, shared)
+    cut = bed_run(sshbed, tmp_path, "cut", "scarp_search", ["--task-seconds", "0.05"], app,
+                  shared)
     assert not spawned(whole)
     kids = spawned(cut)
     assert len(kids) >= 2, kids
