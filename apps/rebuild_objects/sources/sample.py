@@ -6,7 +6,11 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from lasair_parallel.apps.rebuild_objects.sources.base import Detections, from_frame
+from lasair_parallel.apps.rebuild_objects.sources.base import (
+    Detections,
+    from_frame,
+    objects_slice,
+)
 
 
 def sample_path() -> Path:
@@ -32,11 +36,7 @@ class CsvSource:
         return self.det.ids, self.det.counts
 
     def _block(self, lo: int, hi: int) -> Detections:
-        d = self.det
-        a = int(self._ends[lo - 1]) if lo > 0 else 0
-        b = int(self._ends[hi - 1]) if hi > 0 else 0
-        return Detections(d.ids[lo:hi], d.counts[lo:hi], {k: v[a:b] for k, v in d.cols.items()},
-                          d.ssnamenr[a:b], d.candid[a:b])
+        return objects_slice(self.det, lo, hi, self._ends)
 
     def read_range(self, first: str, last: str) -> Detections:
         ids = self.det.ids.astype(str)

@@ -11,7 +11,12 @@ of the rows (real ZTF history rows lack them); a few solar-system names.
 from __future__ import annotations
 
 import numpy as np
-from lasair_parallel.apps.rebuild_objects.sources.base import FLOAT_COLUMNS, Detections, concat
+from lasair_parallel.apps.rebuild_objects.sources.base import (
+    FLOAT_COLUMNS,
+    Detections,
+    concat,
+    objects_slice,
+)
 
 CHUNK = 4096
 MAX_DETECTIONS = 300
@@ -116,11 +121,7 @@ class SyntheticSource:
         for c in range(lo // CHUNK, -(-hi // CHUNK)):
             d = self._chunk(c)
             a, b = max(lo - c * CHUNK, 0), min(hi - c * CHUNK, d.ids.size)
-            ends = np.cumsum(d.counts)
-            ra_, rb_ = (int(ends[a - 1]) if a else 0), (int(ends[b - 1]) if b else 0)
-            blocks.append(Detections(d.ids[a:b], d.counts[a:b],
-                                     {k: v[ra_:rb_] for k, v in d.cols.items()},
-                                     d.ssnamenr[ra_:rb_], d.candid[ra_:rb_]))
+            blocks.append(objects_slice(d, a, b))
         return concat(blocks)
 
     def read_range(self, first: str, last: str) -> Detections:
