@@ -13,13 +13,12 @@ import os
 import socket
 
 from lasair_parallel.head.connect.hosts import SSHTarget
+from lasair_parallel.head.connect.transport import quickack
 from pssh.clients.native.single import THREAD_POOL, SSHClient
 from ssh2 import knownhost as kh
 from ssh2 import session as ss
 
 log = logging.getLogger(__name__)
-
-_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 _KEYTYPES = {
     ss.LIBSSH2_HOSTKEY_TYPE_RSA: kh.LIBSSH2_KNOWNHOST_KEY_SSHRSA,
@@ -73,18 +72,6 @@ class _Client(SSHClient):
         # ~60 ms after the 1st, measured on loopback).  In the pool (ssh2-python releases the
         # GIL in libssh2 calls) they overlap; the session is this client's alone meanwhile.
         THREAD_POOL.apply(super()._auth_retry, (retries,))
-
-
-def quickack(sock) -> None:
-    """ACK now what has been read on ``sock`` (TCP_QUICKACK; not sticky, so re-armed after
-    each read by the caller).  A no-op off Linux, on a socket pair (jump hosts) or a closed
-    socket."""
-    if _QUICKACK is None or sock is None or sock.family == socket.AF_UNIX:
-        return
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-    except OSError:
-        pass
 
 
 def check_host_key(session, host: str, port: int, known_hosts) -> None:

@@ -31,6 +31,8 @@ from lasair_parallel.tasks.protocol import PROTOCOL_VERSION
 
 log = logging.getLogger(__name__)
 
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
 
 class HostDown(Exception):
     """The connection to a worker failed or went silent; the message says why."""
@@ -100,6 +102,18 @@ def shell_dir(workdir: str) -> str:
         rest = workdir[2:]
         return '"$HOME"' + (f"/{shlex.quote(rest)}" if rest else "")
     return shlex.quote(workdir)
+
+
+def quickack(sock) -> None:
+    """ACK now what has been read on ``sock`` (TCP_QUICKACK; not sticky, so re-armed after
+    each read by the caller).  A no-op off Linux, on a socket pair (jump hosts) or a closed
+    socket."""
+    if _QUICKACK is None or sock is None or sock.family == socket.AF_UNIX:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+    except OSError:
+        pass
 
 
 def wait_fds(read: list, write: list, timeout: float) -> set[int]:
@@ -424,8 +438,6 @@ class SSHConnection(Connection):
     def _quickack(self) -> None:
         # sshd leaves Nagle on for sessions without a pty, so the agent's next small event
         # waits until the previous one is ACKed; Linux delays that ACK by up to 40 ms.
-        from lasair_parallel.head.connect.sshclient import quickack
-
         quickack(self.client.sock)
 
     def _write(self, data: bytes) -> int:
