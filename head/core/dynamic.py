@@ -50,7 +50,6 @@ class Dynamic:
         self.skipped = 0  # tasks skipped because a task they run after failed for good
         self.spawned = 0  # spawned tasks committed in this run
         self.won: set[str] = set()  # tasks that have succeeded in this run
-        self._timed: set[str] = set()  # attempt keys whose run time is already learnt
         # Tasks that failed for good or were skipped in this run -> the task that failed.
         self.lost: dict[str, str] = {}
         self.keys: dict[str, set[str]] = {}  # task id -> keys of its running attempts
@@ -173,13 +172,14 @@ class Dynamic:
                                                      children)
 
     def exited(self, h, r, ev: dict) -> None:
-        """A task exited and its outputs are about to be copied back: learn its run time now
-        if it exited well.  Its slot is free already, and the next task on it should start
-        with the rate (copying back can take longer than the task itself)."""
+        """A task on a host with copy-back (``h.stager``) exited and its outputs are about to
+        be copied back: learn its run time now if it exited well.  Its slot is free already,
+        and the next task on it should start with the rate (copying back can take longer
+        than the task itself).  Such a host's successes are not learnt again (``succeeded``):
+        each one exited well and was not superseded then."""
         if (ev.get("rc") == 0 and not ev.get("timed_out") and not ev.get("missing_outputs")
                 and not self.superseded(r.task.id)):
             self._learn(h, r, ev)
-            self._timed.add(r.key)
 
     def _learn(self, h, r, ev: dict) -> None:
         began = ev.get("t"), self._start_time(r)
@@ -190,9 +190,7 @@ class Dynamic:
         """After a success is recorded: learn the rate (unless learnt at its exit), add its
         spawns, release dependents, stop its twin."""
         self.won.add(r.task.id)
-        if r.key in self._timed:
-            self._timed.discard(r.key)
-        else:
+        if h.stager is None:  # else learnt at its exit (``exited``)
             self._learn(h, r, ev)
         children = self._committed.pop(r.key, [])
         if children:
