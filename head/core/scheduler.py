@@ -103,11 +103,12 @@ class Scheduler(HostSet):
         # started while another connection is in its handshake interrupts it (SIGCHLD).
         # runner.execute started them (and warm_ssh) before opening the journal.
         ssh = [h for h in hosts if h.transport == "ssh"]
+        meanwhile = None  # runner.execute ran warm_ssh while its ssh -G ran
         if resolving is None or resolving.specs != ssh:
             if resolving is not None:
                 resolving.abandon()
-            resolving = Resolving(ssh, opts.ssh_config)
-        resolved = resolving.result(meanwhile=warm_ssh)
+            resolving, meanwhile = Resolving(ssh, opts.ssh_config), warm_ssh
+        resolved = resolving.result(meanwhile=meanwhile)
         targets = dict(zip(map(id, ssh), resolved, strict=True))
         self.hosts = [HostState(h, target=targets.get(id(h))) for h in hosts]
         self._mark("ssh -G resolved for %d host(s)", len(hosts))
