@@ -8,23 +8,30 @@ from pathlib import Path
 from helpers import count, journal, parallel, start_parallel, wait_for
 
 
-def sleeps(tmp_path: Path, n: int, seconds: float) -> Path:
+def gated(tmp_path: Path, n: int) -> tuple[Path, Path]:
+    """``n`` tasks that wait for the returned gate file to exist, then take 0.3 s: what runs
+    stays running until the test opens the gate, however slow the machine."""
+    gate = tmp_path / "gate"
     p = tmp_path / "work.txt"
-    p.write_text("".join(f"sleep {seconds}; echo {i}\n" for i in range(n)))
-    return p
+    p.write_text("".join(f"while [ ! -e {gate} ]; do sleep 0.02; done; sleep 0.3; echo {i}\n"
+                         for i in range(n)))
+    return p, gate
 
 
 def test_host_added_to_hosts_file_mid_run_gets_tasks(sshbed, tmp_path):
     a, b = sshbed.hosts[0], sshbed.hosts[1]
     hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=1, hosts=[a], shared_fs=True)
     run = tmp_path / "runs" / "work"
-    proc = start_parallel("run", "--tasks", sleeps(tmp_path, 16, 0.3), "--workers", hosts,
+    tasks, gate = gated(tmp_path, 16)
+    proc = start_parallel("run", "--tasks", tasks, "--workers", hosts,
                           "--ssh-config", sshbed.ssh_config, "-q", cwd=tmp_path)
-    wait_for(lambda: count(run, "SELECT COUNT(*) FROM attempts WHERE outcome = 'ok'") >= 1)
+    wait_for(lambda: count(run, "SELECT COUNT(*) FROM attempts WHERE outcome = 'running'") == 1)
     # Rewrite the file the way an editor does: a new file renamed over the old one.
     new = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml.new", procs=2, hosts=[a, b],
                                   shared_fs=True)
     new.replace(hosts)
+    wait_for(lambda: count(run, "SELECT COUNT(*) FROM attempts WHERE host = ?", b.label) >= 1)
+    gate.touch()  # the run could not end before b joined: every task waited for the gate
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     db = journal(run)
@@ -44,18 +51,20 @@ def test_hosts_add_and_remove_commands_drain_without_restart(sshbed, tmp_path):
     a, b = sshbed.hosts[2], sshbed.hosts[3]
     hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=1, hosts=[a], shared_fs=True)
     run = tmp_path / "runs" / "work"
-    proc = start_parallel("run", "--tasks", sleeps(tmp_path, 10, 0.8), "--workers", hosts,
+    tasks, gate = gated(tmp_path, 10)
+    proc = start_parallel("run", "--tasks", tasks, "--workers", hosts,
                           "--ssh-config", sshbed.ssh_config, "-q", cwd=tmp_path)
-    wait_for(lambda: count(run, "SELECT COUNT(*) FROM attempts WHERE outcome = 'ok'") >= 1
-             and count(run, "SELECT COUNT(*) FROM attempts WHERE outcome = 'running'") == 1)
+    wait_for(lambda: count(run, "SELECT COUNT(*) FROM attempts WHERE host = ? AND "
+                                "outcome = 'running'", a.label) == 1)
     p = parallel("hosts", "add", "runs/work", f"{sshbed.user}@{b.addr}:{b.port}", "--procs",
                  "2", "--identity", sshbed.identity, "--shared-fs", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     wait_for(lambda: count(run, "SELECT COUNT(*) FROM attempts WHERE host = ?", b.label) >= 1)
-    wait_for(lambda: count(run, "SELECT COUNT(*) FROM attempts WHERE host = ? AND "
-                                "outcome = 'running'", a.label) == 1)
     p = parallel("hosts", "remove", "runs/work", a.label, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
+    wait_for(lambda: count(run, "SELECT COUNT(*) FROM host_events WHERE host = ? AND "
+                                "event = 'draining'", a.label) == 1)
+    gate.touch()  # a's task is still running at its drain (the gate held it): now it ends
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     db = journal(run)
