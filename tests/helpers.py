@@ -119,3 +119,33 @@ def frozen_host(agent: int, task_token: str) -> Iterator[list[int]]:
         for p in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGCONT)
+
+
+def gated(command: str, gate: Path) -> str:
+    """``command``, run once ``gate`` exists: a task that starts at once and waits (up to
+    10 min, so a broken test cannot hang CI for ever) until the test opens the gate."""
+    return (f"t=0; while [ ! -e {gate} ] && [ $t -lt 30000 ]; do sleep 0.02; t=$((t+1)); done; "
+            f"{command}")
+
+
+@contextlib.contextmanager
+def gate_when(run: Path, sql: str, at_least: int, gate: Path) -> Iterator[None]:
+    """Open ``gate`` (create the file) once the journal's ``sql`` counts ``at_least``, from a
+    thread, while the body runs (an in-process ``lasair_parallel.run``); at the latest when
+    the body ends, so a failure cannot leave gated tasks waiting."""
+    import threading
+
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set() and count(run, sql) < at_least:
+            done.wait(0.05)
+        gate.touch()
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        done.set()
+        t.join(10)
