@@ -69,10 +69,15 @@ def test_jump_field_one_shared_connection(netbed, sshbed, tmp_path):
     cfg.write_text(f"Host *\n  UserKnownHostsFile {known}\n  IdentityFile {sshbed.identity}\n")
     hosts = hosts_yaml(tmp_path / "hosts.yaml", netbed, sshbed,
                        jump=f"{sshbed.user}@{netbed.jump_addr}:{netbed.jump.port}")
+    up = tmp_path / "up"
+    up.mkdir()
     (tmp_path / "tasks.txt").write_text(
-        # 1 s each: dispatch starts on the first worker up, and echo alone would let it run
-        # all 8 before the other has connected through the jump host.
-        "\n".join(f'sleep 1; echo "$SSH_CONNECTION" {i}' for i in range(8)) + "\n")
+        # Dispatch starts on the first worker up, which alone could run all 8 before the
+        # other has connected through the jump host: each task marks its worker (by sshd's
+        # port) and waits, up to 60 s, until both workers have marked.
+        "\n".join(f'touch {up}/$(echo "$SSH_CONNECTION" | cut -d" " -f4); t=0; '
+                   f'while [ "$(ls {up} | wc -l)" -lt 2 ] && [ $t -lt 3000 ]; do sleep 0.02; '
+                   f't=$((t+1)); done; echo "$SSH_CONNECTION" {i}' for i in range(8)) + "\n")
     before = netbed.jump.accepted()
     p = run(["run", "--tasks", "tasks.txt", "--workers", hosts, "--ssh-config", cfg,
              "--name", "j"], tmp_path)
