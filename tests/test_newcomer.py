@@ -97,8 +97,10 @@ def test_status_says_running_then_interrupted_then_stopped(tmp_path):
     run = tmp_path / "runs" / "slow"
     proc = start_parallel("run", "--tasks", tl, "--procs", "2", "-q", cwd=tmp_path)
     try:
+        # (2 running alone can also be `true` and a `sleep 30`, before `true` is journalled)
         _wait_or_show(proc, lambda: count(
-            run, "SELECT COUNT(*) FROM tasks WHERE state = 'running'") == 2)
+            run, "SELECT COUNT(*) FROM tasks WHERE state = 'running'") == 2 and count(
+            run, "SELECT COUNT(*) FROM tasks WHERE state = 'done'") == 1)
         live = parallel("status", "runs/slow", cwd=tmp_path, check=True).stdout
         assert f"running (head pid {proc.pid} on this machine)" in live
         assert "1 ok, 0 failed, 2 running, 3 pending of 6" in live
