@@ -35,6 +35,12 @@ def finish(proc, timeout: float = 120) -> tuple[str, str]:
         return proc.communicate()
 
 
+def wait_file(path, seconds: int = 120) -> str:
+    """Shell text that waits (at most ``seconds``, then fails) until ``path`` exists: a task
+    held open by the test instead of by a fixed sleep that a loaded machine can outlast."""
+    return f"timeout {seconds} sh -c 'until [ -e {path} ]; do sleep 0.05; done'"
+
+
 def job_of(run) -> str:
     """The Slurm job id the run's worker was given (from its host events)."""
     db = journal(run)
@@ -58,9 +64,10 @@ def test_task_list_runs_as_slurm_steps(slurm, tmp_path):  # noqa: F811
     assert len({step for _, step in ids}) == 2
     db = journal(tmp_path / "runs" / "r")
     assert db.execute("SELECT COUNT(*) FROM attempts WHERE outcome = 'ok'").fetchone()[0] == 6
-    # The run gave its allocation back: the job is no longer in the queue.
-    q = slurm.run("squeue", "-h", "-j", ids[0][0], check=False)
-    assert ids[0][0] not in q.stdout
+    # The run gave its allocation back: the job leaves the queue (after COMPLETING, which
+    # Slurm may still show for a moment once the run has exited).
+    wait_for(lambda: ids[0][0] not in slurm.run("squeue", "-h", "-j", ids[0][0],
+                                                 check=False).stdout, timeout=30)
 
 
 def test_app_with_streaming_and_cores_through_slurm(slurm, tmp_path):  # noqa: F811
@@ -112,7 +119,12 @@ def test_over_memory_is_recorded_as_oom_and_retried(slurm, tmp_path):  # noqa: F
 
 def test_scancel_loses_the_host_and_requeues(slurm, tmp_path):  # noqa: F811
     hosts = slurm_hosts(tmp_path / "hosts.yaml", mem_per_task="100M")
-    (tmp_path / "tasks.txt").write_text("sleep 3\nsleep 3.1\n")
+    # The tasks last until the test opens the gate, which it does only once the host's loss
+    # is journalled: the first attempts are still running when scancel lands, however slow
+    # the machine; the retries, on the new allocation, pass it.
+    gate = tmp_path / "gate"
+    (tmp_path / "tasks.txt").write_text(f"echo 1; {wait_file(gate)}\n"
+                                        f"echo 2; {wait_file(gate)}\n")
     proc = start_parallel("run", "--tasks", "tasks.txt", "--workers", hosts, "--name", "s",
                           cwd=tmp_path)
     run = tmp_path / "runs" / "s"
@@ -121,7 +133,10 @@ def test_scancel_loses_the_host_and_requeues(slurm, tmp_path):  # noqa: F811
                  == 2, timeout=60)
         job = job_of(run)
         slurm.run("scancel", job)
+        wait_for(lambda: count(run, "SELECT COUNT(*) FROM host_events WHERE event = 'down'")
+                 >= 1, timeout=60)
     finally:
+        gate.touch()
         out, err = finish(proc)
     assert proc.returncode == 0, out + err
     db = journal(run)
@@ -158,23 +173,29 @@ def test_pending_allocation_shows_waiting_for_slurm(slurm, tmp_path):  # noqa: F
 def test_two_runs_share_the_node(slurm, tmp_path):  # noqa: F811
     """Two runs at once, each one slot of 1 CPU and 100 MiB: Slurm runs both side by side."""
     procs = []
-    for name in ("a", "b"):
+    for name, other in (("a", "b"), ("b", "a")):
         d = tmp_path / name
         d.mkdir()
         hosts = slurm_hosts(d / "hosts.yaml", procs=1, mem_per_task="100M")
-        (d / "tasks.txt").write_text("sleep 2\nsleep 2.1\n")
+        # A rendezvous: one task of each run marks that it runs, then waits (60 s at most,
+        # then fails, and its run with it) for the other run's mark. Both runs succeed only
+        # if both were running at once; had Slurm made one wait for the other, the first
+        # would time out alone.
+        meet = (f"touch {tmp_path}/met.{name} && {wait_file(f'{tmp_path}/met.{other}', 60)} "
+                "&& sleep 3")
+        (d / "tasks.txt").write_text(f"{meet}\nsleep 2.1\n")
         procs.append(start_parallel("run", "--tasks", "tasks.txt", "--workers", hosts,
                                     "--name", name, cwd=d))
     for p in procs:
-        out, err = finish(p)
+        out, err = finish(p, timeout=180)
         assert p.returncode == 0, out + err
     spans = {}
     for name in ("a", "b"):
         db = journal(tmp_path / name / "runs" / name)
         spans[name] = db.execute("SELECT MIN(start), MAX(end) FROM attempts").fetchone()
     (a0, a1), (b0, b1) = spans["a"], spans["b"]
-    # Each run's two 2 s tasks take >= 4 s in sequence; overlapping for most of that means
-    # the runs shared the node rather than one waiting for the other.
+    # Each run began (its first attempt's start, the agent's spawn time) before the
+    # rendezvous, and each run's met task went on 3 s past it: the runs overlap by >= 3 s.
     assert min(a1, b1) - max(a0, b0) > 2.5, spans
 
 
@@ -228,9 +249,13 @@ def test_preemption_is_recorded_and_retried(slurm, tmp_path):  # noqa: F811
     """A higher-priority partition's job preempts ours: the attempts say 'preempted', and
     the tasks run again (by --retries) once the cluster has room."""
     hosts = slurm_hosts(tmp_path / "hosts.yaml", mem_per_task="100M", partition="main")
-    # Each task marks that its step really began (not just that it was dispatched).
-    (tmp_path / "tasks.txt").write_text(f"touch {tmp_path}/began.$SLURM_STEP_ID; sleep 4\n"
-                                        f"touch {tmp_path}/began.$SLURM_STEP_ID; sleep 4.1\n")
+    # Each task marks that its step really began (not just that it was dispatched), then
+    # lasts until the test opens the gate, which it does only once both first attempts have
+    # ended (preempted) and the urgent job is gone: the retries pass it.
+    gate = tmp_path / "gate"
+    (tmp_path / "tasks.txt").write_text(
+        f"touch {tmp_path}/began.$SLURM_STEP_ID; echo 1; {wait_file(gate)}\n"
+        f"touch {tmp_path}/began.$SLURM_STEP_ID; echo 2; {wait_file(gate)}\n")
     proc = start_parallel("run", "--tasks", "tasks.txt", "--workers", hosts, "--name", "p",
                           "--retries", "2", cwd=tmp_path)
     run = tmp_path / "runs" / "p"
@@ -240,11 +265,12 @@ def test_preemption_is_recorded_and_retried(slurm, tmp_path):  # noqa: F811
         got = slurm.run("salloc", "--no-shell", "--partition=urgent",
                         f"--cpus-per-task={slurm.cpus}", "--mem=100")
         urgent = re.search(r"allocation (\d+)", got.stderr)[1]
-        wait_for(lambda: count(run, "SELECT COUNT(*) FROM attempts WHERE outcome = "
-                                    "'preempted'") >= 1, timeout=60)
+        wait_for(lambda: count(run, "SELECT COUNT(*) FROM attempts WHERE attempt = 1 "
+                                    "AND outcome != 'running'") == 2, timeout=60)
     finally:
         if urgent:
             slurm.run("scancel", urgent, check=False)
+        gate.touch()
         out, err = finish(proc)
     assert proc.returncode == 0, out + err
     db = journal(run)
