@@ -110,3 +110,37 @@ def test_setsid_daemon_of_a_task_dies_with_it_over_ssh(sshbed, tmp_path):
                  "--ssh-config", sshbed.ssh_config, "-q", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     wait_for(lambda: processes_with(f"sleep {token}") == [], timeout=5)
+
+
+def test_an_agent_paused_briefly_and_often_is_not_fenced(tmp_path):
+    """A loaded worker schedules the agent late: paused 0.7 s at a time, over and over, with
+    a 1.5 s fence (--heartbeat-timeout 2).  Before, the agent told its guardian it lived once
+    per heartbeat (1 s), so a pause that began late in a beat left it silent for up to 1.7 s:
+    fenced, its task killed.  Now it tells it four times per fence."""
+    import json
+    import subprocess
+    import sys
+
+    from lasair_parallel.head.connect.transport import agent_source
+
+    cfg = {"procs": 1, "heartbeat": 1.0, "fence": 1.5}
+    agent = subprocess.Popen([sys.executable, "-c", agent_source(), json.dumps(cfg)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=tmp_path)
+    try:
+        assert json.loads(agent.stdout.readline())["ev"] == "hello"
+        run = {"op": "run", "key": "t#1", "cmd": "sleep 5", "env": {}, "timeout": None,
+               "out": str(tmp_path / "t.out"), "err": str(tmp_path / "t.err"), "outputs": []}
+        agent.stdin.write(json.dumps(run).encode() + b"\n")
+        agent.stdin.flush()
+        for _ in range(5):  # 4.5 s: a pause of 0.7 s starting at every phase of a 1 s beat
+            time.sleep(0.2)
+            os.kill(agent.pid, signal.SIGSTOP)
+            time.sleep(0.7)
+            os.kill(agent.pid, signal.SIGCONT)
+        while (ev := json.loads(agent.stdout.readline()))["ev"] != "exit":
+            pass
+        assert (ev["key"], ev["rc"], ev["sig"]) == ("t#1", 0, None), ev
+    finally:
+        os.kill(agent.pid, signal.SIGCONT)
+        agent.stdin.close()
+        agent.wait(30)

@@ -140,9 +140,10 @@ def wait_fds(read: list, write: list, timeout: float) -> set[int]:
 def fence_after(heartbeat: float, heartbeat_timeout: float) -> float | None:
     """Seconds of agent silence after which the worker's guardian kills the agent's tasks.
 
-    Halfway between one heartbeat period (a healthy agent is never silent that long) and the
-    head's heartbeat timeout (when the head gives the host up and runs its tasks elsewhere),
-    so a frozen agent's tasks are dead before they can run a second time.
+    Halfway between one heartbeat period and the head's heartbeat timeout (when the head
+    gives the host up and runs its tasks elsewhere), so a frozen agent's tasks are dead
+    before they can run a second time.  A healthy agent tells its guardian it lives four
+    times per fence (``Agent.alive_every``), so it is never silent that long.
     """
     if heartbeat_timeout <= heartbeat:
         return None

@@ -270,6 +270,10 @@ class Agent:
     def __init__(self, procs, heartbeat, fence=None, pidfile=None):
         self.procs = procs
         self.heartbeat = heartbeat
+        # Tell the guardian we live four times per fence: a healthy agent on a loaded worker
+        # (a thread scheduled late) then has 3/4 of the fence as slack, not fence - heartbeat
+        # (0.5 s with --heartbeat-timeout 2).  A pipe write costs microseconds.
+        self.alive_every = heartbeat if fence is None else min(heartbeat, fence / 4)
         self.out = sys.stdout.buffer
         self.lock = threading.Lock()
         self.tasks = {}  # key -> Popen
@@ -484,14 +488,14 @@ class Agent:
                 return
 
     def alive(self):
-        """Tell the guardian we are alive, every heartbeat period.
+        """Tell the guardian we are alive, every ``alive_every`` seconds.
 
         A thread of its own, not the heartbeat's: sending to the head may block for long
         (a full channel: streamed rows the head is slow to take), and that is no reason to
         fence.  A frozen agent (SIGSTOP, a stuck interpreter) stops this thread too.
         """
         while True:
-            time.sleep(self.heartbeat)
+            time.sleep(self.alive_every)
             self.tell_guardian(b"h", 0)
 
     def beat(self):
