@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import count, journal, parallel, start_parallel, wait_for
+from helpers import count, gated, journal, parallel, start_parallel, wait_for
 
 
-def gated(tmp_path: Path, n: int) -> tuple[Path, Path]:
-    """``n`` tasks that wait for the returned gate file to exist, then take 0.3 s: what runs
-    stays running until the test opens the gate, however slow the machine."""
+def gated_list(tmp_path: Path, n: int) -> tuple[Path, Path]:
+    """A task list of ``n`` tasks that wait for the returned gate file, then take 0.3 s: what
+    runs stays running until the test opens the gate, however slow the machine."""
     gate = tmp_path / "gate"
     p = tmp_path / "work.txt"
-    p.write_text("".join(f"while [ ! -e {gate} ]; do sleep 0.02; done; sleep 0.3; echo {i}\n"
-                         for i in range(n)))
+    p.write_text("".join(gated(f"sleep 0.3; echo {i}", gate) + "\n" for i in range(n)))
     return p, gate
 
 
@@ -22,7 +21,7 @@ def test_host_added_to_hosts_file_mid_run_gets_tasks(sshbed, tmp_path):
     a, b = sshbed.hosts[0], sshbed.hosts[1]
     hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=1, hosts=[a], shared_fs=True)
     run = tmp_path / "runs" / "work"
-    tasks, gate = gated(tmp_path, 16)
+    tasks, gate = gated_list(tmp_path, 16)
     proc = start_parallel("run", "--tasks", tasks, "--workers", hosts,
                           "--ssh-config", sshbed.ssh_config, "-q", cwd=tmp_path)
     wait_for(lambda: count(run, "SELECT COUNT(*) FROM attempts WHERE outcome = 'running'") == 1)
@@ -51,7 +50,7 @@ def test_hosts_add_and_remove_commands_drain_without_restart(sshbed, tmp_path):
     a, b = sshbed.hosts[2], sshbed.hosts[3]
     hosts = sshbed.write_hosts_yaml(tmp_path / "hosts.yaml", procs=1, hosts=[a], shared_fs=True)
     run = tmp_path / "runs" / "work"
-    tasks, gate = gated(tmp_path, 10)
+    tasks, gate = gated_list(tmp_path, 10)
     proc = start_parallel("run", "--tasks", tasks, "--workers", hosts,
                           "--ssh-config", sshbed.ssh_config, "-q", cwd=tmp_path)
     wait_for(lambda: count(run, "SELECT COUNT(*) FROM attempts WHERE host = ? AND "
