@@ -211,6 +211,35 @@ def test_nulls_and_minus_inf_read_as_the_row_path(tmp_path, live):
     same_features(compute_features(got), compute_features(ref))
 
 
+def test_a_block_gathered_on_two_threads_is_the_one_thread_block(tmp_path, live,
+                                                                 monkeypatch):
+    """Columns gathered on two threads (blocks of GATHER_THREADED_ROWS rows and more) are the
+    very arrays one thread gathers: NULLs, -inf as NULL, and 'null' ssnamenr included."""
+    from lasair_parallel.apps.rebuild_objects.sources import arrow_read
+
+    det, _ = live
+    path = tmp_path / "g.db"
+    write_sqlite(path, det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE candidates SET magpsf = NULL WHERE rowid % 11 = 0")
+        conn.execute("UPDATE candidates SET rb = -1e999 WHERE rowid % 13 = 0")
+        conn.execute("UPDATE candidates SET ssnamenr = 'null' WHERE rowid % 17 = 0")
+    calls = []
+    real = arrow_read._run_all
+
+    def spy(jobs, rows):
+        calls.append(rows >= arrow_read.GATHER_THREADED_ROWS)
+        return real(jobs, rows)
+
+    monkeypatch.setattr(arrow_read, "_run_all", spy)
+    monkeypatch.setattr(arrow_read, "GATHER_THREADED_ROWS", 1)
+    threaded, _ = read(f"sqlite:///{path}?reader=scan")
+    monkeypatch.setattr(arrow_read, "GATHER_THREADED_ROWS", 1 << 62)
+    single, _ = read(f"sqlite:///{path}?reader=scan")
+    assert calls == [True, False]
+    same_detections(threaded, single)
+
+
 def test_null_fid_is_refused_like_the_row_path(tmp_path, live):
     det, _ = live
     path = tmp_path / "badfid.db"
