@@ -29,6 +29,7 @@ else
 fi
 # Byte-compile the project's own modules: an editable install leaves them as source, and
 # where PYTHONDONTWRITEBYTECODE is set (this CI image, some clusters) Python never caches them,
-# so every command and every app task recompiled them: 0.05 s of a `parallel run`'s start
-# here (benchmarks/startend.py).  Up-to-date files are skipped: ~0.1 s when nothing changed.
+# so every command and every app task recompiled them: ~0.04 s of a `parallel run`'s start
+# (benchmarks/startend.py), half the time outside the task of a one-task rebuild_objects run
+# (1.29 -> 0.65 s, benchmarks/rebuild_live.py).  Up-to-date files are skipped (~0.05 s).
 "$PY" -m compileall -q head tasks apps csv_to_database lasair_parallel >/dev/null
