@@ -4,6 +4,7 @@ and as the per-object reference, on a real-shaped unclustered table (SQLite and 
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,15 +198,20 @@ def test_text_typed_columns_are_cast_like_the_row_path(tmp_path, live):
     same_features(compute_features(got), compute_features(ref))
 
 
-def test_nulls_and_minus_inf_read_as_the_row_path(tmp_path, live):
-    det, _ = live
-    path = tmp_path / "nulls.db"
+def nulls_db(path: Path, det) -> Path:
+    """The live table in arrival order with NULL magpsf and isdiffpos, -inf rb and 'null'
+    ssnamenr on some rows."""
     write_sqlite(path, det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS)
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE candidates SET magpsf = NULL WHERE rowid % 11 = 0")
         conn.execute("UPDATE candidates SET rb = -1e999 WHERE rowid % 13 = 0")
         conn.execute("UPDATE candidates SET ssnamenr = 'null' WHERE rowid % 17 = 0")
         conn.execute("UPDATE candidates SET isdiffpos = NULL WHERE rowid % 19 = 0")
+    return path
+
+
+def test_nulls_and_minus_inf_read_as_the_row_path(tmp_path, live):
+    path = nulls_db(tmp_path / "nulls.db", live[0])
     ref, _ = read(f"sqlite:///{path}?reader=rows")
     got, _ = read(f"sqlite:///{path}?reader=scan")
     same_features(compute_features(got), compute_features(ref))
@@ -217,13 +223,7 @@ def test_a_block_gathered_on_two_threads_is_the_one_thread_block(tmp_path, live,
     very arrays one thread gathers: NULLs, -inf as NULL, and 'null' ssnamenr included."""
     from lasair_parallel.apps.rebuild_objects.sources import arrow_read
 
-    det, _ = live
-    path = tmp_path / "g.db"
-    write_sqlite(path, det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS)
-    with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE candidates SET magpsf = NULL WHERE rowid % 11 = 0")
-        conn.execute("UPDATE candidates SET rb = -1e999 WHERE rowid % 13 = 0")
-        conn.execute("UPDATE candidates SET ssnamenr = 'null' WHERE rowid % 17 = 0")
+    path = nulls_db(tmp_path / "g.db", live[0])
     calls = []
     real = arrow_read._run_all
 
