@@ -167,18 +167,19 @@ def test_load_to_with_stream_is_a_one_line_error(tmp_path):
 
 @pytest.mark.parametrize("window_days", [0.0, 30.0])
 def test_a_block_made_on_two_threads_is_the_one_thread_text(monkeypatch, window_days):
-    """Above THREADED_ROWS the features and CSV text are made per half of the objects, on two
+    """Above base.THREADED_ROWS the features and CSV text are made per half of the objects, on two
     threads: the joined text is the whole block's, byte for byte (one header, every object
     once, in order), for unsorted rows (candid given) too."""
     from lasair_parallel.apps.rebuild_objects.shard import shard_bytes
+    from lasair_parallel.apps.rebuild_objects.sources import base
     from lasair_parallel.apps.rebuild_objects.sources.base import objects_slice
     from lasair_parallel.apps.rebuild_objects.sources.replicate import replicated_sample
 
     det = replicated_sample(2000)  # ~20,000 rows, candid given: the feature code sorts
     assert det.candid is not None
     whole = shard_bytes(compute_features(det, window_days)[1])
-    monkeypatch.setattr(task, "THREADED_ROWS", 1000)
-    monkeypatch.setattr(task.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(base, "THREADED_ROWS", 1000)
+    monkeypatch.setattr(base.os, "cpu_count", lambda: 2)
     halves = []
     monkeypatch.setattr(task, "objects_slice",
                         lambda d, lo, hi: halves.append((lo, hi)) or objects_slice(d, lo, hi))

@@ -219,22 +219,23 @@ def test_nulls_and_minus_inf_read_as_the_row_path(tmp_path, live):
 
 def test_a_block_gathered_on_two_threads_is_the_one_thread_block(tmp_path, live,
                                                                  monkeypatch):
-    """Columns gathered on two threads (blocks of GATHER_THREADED_ROWS rows and more) are the
+    """Columns gathered on two threads (blocks of base.THREADED_ROWS rows and more) are the
     very arrays one thread gathers: NULLs, -inf as NULL, and 'null' ssnamenr included."""
-    from lasair_parallel.apps.rebuild_objects.sources import arrow_read
+    from lasair_parallel.apps.rebuild_objects.sources import arrow_read, base
 
     path = nulls_db(tmp_path / "g.db", live[0])
     calls = []
-    real = arrow_read._run_all
+    real = arrow_read.run_jobs
 
-    def spy(jobs, rows):
-        calls.append(rows >= arrow_read.GATHER_THREADED_ROWS)
-        return real(jobs, rows)
+    def spy(jobs, threaded):
+        calls.append(threaded)
+        return real(jobs, threaded)
 
-    monkeypatch.setattr(arrow_read, "_run_all", spy)
-    monkeypatch.setattr(arrow_read, "GATHER_THREADED_ROWS", 1)
+    monkeypatch.setattr(arrow_read, "run_jobs", spy)
+    monkeypatch.setattr(base.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(base, "THREADED_ROWS", 1)
     threaded, _ = read(f"sqlite:///{path}?reader=scan")
-    monkeypatch.setattr(arrow_read, "GATHER_THREADED_ROWS", 1 << 62)
+    monkeypatch.setattr(base, "THREADED_ROWS", 1 << 62)
     single, _ = read(f"sqlite:///{path}?reader=scan")
     assert calls == [True, False]
     same_detections(threaded, single)

@@ -8,25 +8,24 @@ rewrites the identical file.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from lasair_parallel.apps.rebuild_objects.features import compute_features
 from lasair_parallel.apps.rebuild_objects.shard import shard_bytes
 from lasair_parallel.apps.rebuild_objects.sources import open_source
-from lasair_parallel.apps.rebuild_objects.sources.base import Detections, objects_slice
+from lasair_parallel.apps.rebuild_objects.sources.base import (
+    Detections,
+    objects_slice,
+    run_jobs,
+    two_threads,
+)
 from lasair_parallel.apps.rebuild_objects.splitting import split_range
 from lasair_parallel.tasks.emit import emitter
 from lasair_parallel.tasks.outputs import atomic_write
-
-# Rows from which a block's features and CSV text are made on two threads, one half of the
-# objects each: numpy's array loops release the GIL, so the halves overlap (features + CSV
-# 0.66 s -> 0.55 s for 128,000 objects / 1.28M rows on 2 cores, benchmarks/rebuild_live.py);
-# below ~50 ms of work the threads' start is not worth it.
-THREADED_ROWS = 50_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,19 +78,21 @@ def run(source: str, output: str | Path | None, first: str | None = None, last: 
 
 def shard_text(det: Detections, window_days: float = 0.0) -> tuple[int, bytes]:
     """The block's shard (rows, CSV bytes): its features and their text, on two threads over
-    the two halves of its objects when it has THREADED_ROWS detections or more.  Each
+    the two halves of its objects when it has base.THREADED_ROWS detections or more.  Each
     object's features depend on its own rows only, so the halves' texts joined (one header)
     are the whole block's, byte for byte (tests/test_rebuild_app.py)."""
-    if det.n_rows < THREADED_ROWS or len(det.ids) < 2 or (os.cpu_count() or 1) < 2:
-        return len(det.ids), shard_bytes(compute_features(det, window_days)[1])
-    from concurrent.futures import ThreadPoolExecutor
-
+    if len(det.ids) < 2 or not two_threads(det.n_rows):
+        return len(det.ids), _text(det, window_days)
     mid = len(det.ids) // 2
-    with ThreadPoolExecutor(2) as pool:
-        texts = list(pool.map(lambda d: shard_bytes(compute_features(d, window_days)[1]),
-                              (objects_slice(det, 0, mid), objects_slice(det, mid, len(det.ids)))))
+    texts = run_jobs([partial(_text, objects_slice(det, 0, mid), window_days),
+                      partial(_text, objects_slice(det, mid, len(det.ids)), window_days)], True)
     _, rest = texts[1].split(b"\n", 1)  # its header line
     return len(det.ids), texts[0] + rest
+
+
+def _text(det: Detections, window_days: float) -> bytes:
+    """The block's features as shard text."""
+    return shard_bytes(compute_features(det, window_days)[1])
 
 
 def stream_shard(text: bytes) -> None:

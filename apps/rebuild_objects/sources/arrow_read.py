@@ -14,7 +14,6 @@ caller reads the block the row-by-row way.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from lasair_parallel.apps.rebuild_objects.sources.base import (
     POSITIVE_VALUES,
     Detections,
     clean_ssnamenr,
+    run_jobs,
+    two_threads,
 )
 
 # Seek (random row lookup through the index) against scan (storage order), per row, on an
@@ -44,10 +45,6 @@ NEAR_ROWS = 2
 _TRAILING_SPACE = re.compile(r"\s(?:\n|\Z)")
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.:+-]*$")  # ids put into the SQL text as literals
 EVERY_ID = ("", "\U0010ffff")  # (first, last) bounding every objectId: the whole table
-# Columns of a block this big are gathered on two threads: 14 gathers of 1.28M rows take
-# 0.35 s on one thread on this 2-core machine (benchmarks/rebuild_live.py); a thread pool
-# costs ~0.1 ms, nothing against the gathers of a 50,000-row block (as task.THREADED_ROWS).
-GATHER_THREADED_ROWS = 50_000
 SELECTED = ("objectId", "candid", *FLOAT_COLUMNS, "fid", "nid", "isdiffpos", "ssnamenr")
 
 
@@ -295,19 +292,11 @@ def to_detections(table, scan: bool, inf_is_null: bool) -> Detections:
                                False, perm)
     jobs["ssnamenr"] = partial(arrow_np.map_strings, table.column("ssnamenr"), _ssnames, None,
                                perm)
-    cols = dict(zip(jobs, _run_all(list(jobs.values()), len(jd)), strict=True))
+    # on two threads for a big block (base.THREADED_ROWS)
+    cols = dict(zip(jobs, run_jobs(list(jobs.values()), two_threads(len(jd))),
+                    strict=True))
     if not in_order:
         candid = candid if perm is None else candid[perm]
     ss = cols.pop("ssnamenr")
     return Detections(ids, counts, cols, ss, None if in_order else candid)
 
-
-def _run_all(jobs: list[Callable[[], np.ndarray]], rows: int) -> list[np.ndarray]:
-    """Each job's result, in order: on two threads for a block of GATHER_THREADED_ROWS rows
-    or more (numpy's gathers and Arrow's casts release the GIL), else on this one."""
-    if rows < GATHER_THREADED_ROWS or (os.cpu_count() or 1) < 2:
-        return [job() for job in jobs]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(2) as pool:
-        return list(pool.map(lambda job: job(), jobs))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,11 @@ CANDIDATE_COLUMNS = ("objectId", "candid", "jd", "fid", "magpsf", "sigmapsf", "i
 POSITIVE_VALUES = ("t", "1")
 # ssnamenr values that mean "no solar-system match" in ZTF alerts.
 NO_SSNAME = ("", "null", "None")
+# Detections from which a block's work is split over two threads (numpy's loops and gathers
+# and Arrow's casts release the GIL).  Measured on 2 cores, 128,000 objects / 1.28M rows
+# (benchmarks/rebuild_live.py): features + CSV text 0.66 -> 0.55 s, the Arrow read's column
+# gathers 0.387 -> 0.324-0.376 s.  Below ~50 ms of work the threads' start is not worth it.
+THREADED_ROWS = 50_000
 
 
 @dataclass
@@ -107,3 +113,18 @@ def from_frame(df) -> Detections:
     return Detections(ids.astype(object), counts.astype(np.int64), cols,
                       clean_ssnamenr(df["ssnamenr"].to_numpy(dtype=object)),
                       df["candid"].to_numpy(dtype=np.int64))
+
+
+def two_threads(rows: int) -> bool:
+    """Whether work over ``rows`` detections goes on two threads (THREADED_ROWS, 2 cores)."""
+    return rows >= THREADED_ROWS and (os.cpu_count() or 1) >= 2
+
+
+def run_jobs(jobs: Sequence[Callable[[], object]], threaded: bool) -> list:
+    """Each job's result, in order: on two threads when ``threaded``, else on this one."""
+    if not threaded:
+        return [job() for job in jobs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda job: job(), jobs))
