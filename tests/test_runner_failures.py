@@ -17,6 +17,7 @@ from helpers import (
     cmdline,
     count,
     frozen_host,
+    gated,
     journal,
     parallel,
     processes_with,
@@ -35,9 +36,10 @@ def task_file(tmp_path: Path, token: str, seconds: float = 0.6, n: int = N_TASKS
     With ``gate``, every task but the first ``ungated`` first waits for that file to exist:
     what runs stays running until the test creates it, however slow the machine."""
     out = tmp_path / "out"
-    hold = f"while [ ! -e {gate} ]; do sleep 0.02; done; " if gate is not None else ""
-    cmds = [f"{hold if i >= ungated else ''}sleep {seconds}{token}; mkdir -p {out}; "
+    cmds = [f"sleep {seconds}{token}; mkdir -p {out}; "
             f"echo task-{i} > {out}/.{i}.$$ && mv {out}/.{i}.$$ {out}/{i}.txt" for i in range(n)]
+    if gate is not None:
+        cmds = [gated(c, gate) if i >= ungated else c for i, c in enumerate(cmds)]
     p = tmp_path / "work.txt"
     p.write_text("\n".join(cmds) + "\n")
     return p
