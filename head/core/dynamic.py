@@ -19,6 +19,7 @@ from gevent.lock import Semaphore
 from lasair_parallel.head.core import dynjournal
 from lasair_parallel.head.core.backups import Backups
 from lasair_parallel.head.core.deps import DepGraph
+from lasair_parallel.head.core.failures import exited_well
 from lasair_parallel.head.core.sizing import Rates
 from lasair_parallel.head.core.spawns import Spawns
 from lasair_parallel.tasks import Task
@@ -177,8 +178,7 @@ class Dynamic:
         and the next task on it should start with the rate (copying back can take longer
         than the task itself).  Such a host's successes are not learnt again (``succeeded``):
         each one exited well and was not superseded then."""
-        if (ev.get("rc") == 0 and not ev.get("timed_out") and not ev.get("missing_outputs")
-                and not self.superseded(r.task.id)):
+        if exited_well(ev) and not self.superseded(r.task.id):
             self._learn(h, r, ev)
 
     def _learn(self, h, r, ev: dict) -> None:

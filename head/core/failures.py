@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def exited_well(ev: dict) -> bool:
+    """Whether an exit event is a success as the task itself reports it: status 0, within
+    its timeout, every declared output there (copying them back may still fail)."""
+    return ev.get("rc") == 0 and not ev.get("timed_out") and not ev.get("missing_outputs")
+
+
 def failure_reason(ev: dict, missing: list[str]) -> str:
     if ev.get("timed_out"):
         return "timed out (--timeout); its process group was killed"

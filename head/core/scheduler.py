@@ -25,7 +25,12 @@ from lasair_parallel.head.connect.transport import (
     warm_ssh,
 )
 from lasair_parallel.head.core.dynamic import Dynamic
-from lasair_parallel.head.core.failures import describe_error, failure_reason, is_permanent
+from lasair_parallel.head.core.failures import (
+    describe_error,
+    exited_well,
+    failure_reason,
+    is_permanent,
+)
 from lasair_parallel.head.core.hostset import HostSet
 from lasair_parallel.head.core.journal import Journal
 from lasair_parallel.head.core.options import HaltError, HaltPolicy, Options  # noqa: F401 - re-exported
@@ -414,7 +419,7 @@ class Scheduler(HostSet):
 
     def _finish(self, h: HostState, r: Running, ev: dict, reason: str | None = None) -> None:
         missing = ev.get("missing_outputs") or []
-        ok = ev.get("rc") == 0 and not ev.get("timed_out") and not missing and reason is None
+        ok = exited_well(ev) and reason is None
         handled, ok, reason = self.dyn.settle(h, r, ok, reason)  # spawn errors, backup twins
         if handled:
             pass
