@@ -7,6 +7,7 @@ import hashlib
 import re
 
 import numpy as np
+from lasair_parallel.apps.rebuild_objects import TASK_ENV
 from lasair_parallel.tasks import Task, python_command
 from lasair_parallel.tasks.app import PlanContext
 from lasair_parallel.tasks.outputs import atomic_write
@@ -135,7 +136,7 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
         tasks.append(ctx.task(tid, argv, weight=w, inputs=inputs,
                               outputs=() if args.stream else (str(out),),
                               stream=f"shards/{tid}.csv" if args.stream else None,
-                              timeout=max(60.0, 10.0 * w / args.rate)))
+                              timeout=max(60.0, 10.0 * w / args.rate), env=TASK_ENV))
     if args.load_to is not None and tasks:
         tasks.append(_load_task(args, tasks, shards, tag))
     return tasks

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from lasair_parallel.apps.rebuild_objects import TASK_ENV
 from lasair_parallel.tasks import Task, python_command, split
 from lasair_parallel.tasks.emit import head_path, sizing, spawn
 from lasair_parallel.tasks.protocol import ENV_TASK_ID
@@ -74,6 +75,6 @@ def split_range(src, source: str, first: str, last: str, output: str | None,
         # As the planner's blocks (app.plan): 10x the predicted time, at least a minute.
         children.append(Task(id=cid, command=python_command(MODULE, argv), weight=weight,
                              outputs=outputs, stream=stream,
-                             timeout=max(60.0, 10.0 * rate * weight)))
+                             timeout=max(60.0, 10.0 * rate * weight), env=TASK_ENV))
     spawn(*children)
     return parts[0][1]
