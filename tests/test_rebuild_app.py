@@ -183,7 +183,8 @@ def test_a_block_made_on_two_threads_is_the_one_thread_text(monkeypatch, window_
     halves = []
     monkeypatch.setattr(task, "objects_slice",
                         lambda d, lo, hi: halves.append((lo, hi)) or objects_slice(d, lo, hi))
-    n, text = task.shard_text(det, window_days)
-    assert halves == [(0, 1000), (1000, 2000)]
-    assert n == 2000 and text == whole
+    n, pieces = task.shard_pieces(det, window_days)
+    text = b"".join(pieces)
+    assert sorted(halves) == [(0, 1000), (1000, 2000)]
+    assert n == 2000 and text == whole and all(bytes(p).endswith(b"\n") for p in pieces)
     assert text.count(text.split(b"\n", 1)[0]) == 1

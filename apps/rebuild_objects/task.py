@@ -8,19 +8,19 @@ rewrites the identical file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
+from lasair_parallel.apps.rebuild_objects import forked
 from lasair_parallel.apps.rebuild_objects.features import compute_features
-from lasair_parallel.apps.rebuild_objects.shard import shard_bytes
+from lasair_parallel.apps.rebuild_objects.shard import shard_chunks
 from lasair_parallel.apps.rebuild_objects.sources import open_source
 from lasair_parallel.apps.rebuild_objects.sources.base import (
     Detections,
     objects_slice,
-    run_jobs,
     two_threads,
 )
 from lasair_parallel.apps.rebuild_objects.splitting import split_range
@@ -64,43 +64,52 @@ def run(source: str, output: str | Path | None, first: str | None = None, last: 
     finally:
         src.close()
     t1 = time.perf_counter()
-    n, text = shard_text(det, window_days)
+    n, pieces = shard_pieces(det, window_days)
     t2 = time.perf_counter()
     if output is None:
-        stream_shard(text)
+        stream_shard(pieces)
     else:
         with atomic_write(output, "wb") as f:
-            f.write(text)
+            f.writelines(pieces)
     t3 = time.perf_counter()
     return {"objects": len(det.ids), "rows": n, "detections": det.n_rows,
             "read_s": t1 - t0, "features_s": t2 - t1, "write_s": t3 - t2, "total_s": t3 - t0}
 
 
-def shard_text(det: Detections, window_days: float = 0.0) -> tuple[int, bytes]:
-    """The block's shard (rows, CSV bytes): its features and their text, on two threads over
-    the two halves of its objects when it has base.THREADED_ROWS detections or more.  Each
-    object's features depend on its own rows only, so the halves' texts joined (one header)
-    are the whole block's, byte for byte (tests/test_rebuild_app.py)."""
+def shard_pieces(det: Detections, window_days: float = 0.0
+                 ) -> tuple[int, list[bytes | memoryview]]:
+    """The block's shard (rows, CSV text in pieces: ``shard.shard_chunks``): its features and
+    their text, the second half of its objects' in a forked child (``forked``: the text is made
+    under the GIL, so threads do not help) when it has base.THREADED_ROWS detections or more.
+    Each object's features depend on its own rows only, so the halves' pieces joined (one
+    header) are the whole block's, byte for byte (tests/test_rebuild_app.py)."""
     if len(det.ids) < 2 or not two_threads(det.n_rows):
-        return len(det.ids), _text(det, window_days)
+        return len(det.ids), _chunks(det, window_days)
     mid = len(det.ids) // 2
-    texts = run_jobs([partial(_text, objects_slice(det, 0, mid), window_days),
-                      partial(_text, objects_slice(det, mid, len(det.ids)), window_days)], True)
-    _, rest = texts[1].split(b"\n", 1)  # its header line
-    return len(det.ids), texts[0] + rest
+    second = objects_slice(det, mid, len(det.ids))
+    # started first, so the child works while this process makes the first half
+    wait = forked.start(lambda: b"".join(_chunks(second, window_days)[1:]))  # no header
+    try:
+        first = _chunks(objects_slice(det, 0, mid), window_days)
+    except BaseException:
+        with contextlib.suppress(Exception):  # reap the child; this failure is the one told
+            wait()
+        raise
+    return len(det.ids), [*first, wait()]
 
 
-def _text(det: Detections, window_days: float) -> bytes:
-    """The block's features as shard text."""
-    return shard_bytes(compute_features(det, window_days)[1])
+def _chunks(det: Detections, window_days: float) -> list[bytes]:
+    """The block's features as shard text, in pieces."""
+    return shard_chunks(compute_features(det, window_days)[1])
 
 
-def stream_shard(text: bytes) -> None:
+def stream_shard(pieces: list[bytes | memoryview]) -> None:
     """Send exactly the bytes the shard file would hold, through the head's stream."""
     e = emitter()
     if e is None:
         raise ValueError("--stream needs the runner's stream: run through `parallel run`")
-    e.lines(text.decode())
+    for piece in pieces:  # each ends with a newline: whole records
+        e.lines(str(piece, "utf-8"))  # bytes, or the forked half's memoryview
     e.close()
 
 

@@ -20,10 +20,11 @@ CANDIDATE_COLUMNS = ("objectId", "candid", "jd", "fid", "magpsf", "sigmapsf", "i
 POSITIVE_VALUES = ("t", "1")
 # ssnamenr values that mean "no solar-system match" in ZTF alerts.
 NO_SSNAME = ("", "null", "None")
-# Detections from which a block's work is split over two threads (numpy's loops and gathers
-# and Arrow's casts release the GIL).  Measured on 2 cores, 128,000 objects / 1.28M rows
-# (benchmarks/rebuild_live.py): features + CSV text 0.66 -> 0.55 s, the Arrow read's column
-# gathers 0.387 -> 0.324-0.376 s.  Below ~50 ms of work the threads' start is not worth it.
+# Detections from which a block's work is split in two: the Arrow read's column gathers over
+# two threads (numpy's gathers and Arrow's casts release the GIL: 0.387 -> 0.324-0.376 s for
+# 128,000 objects / 1.28M rows on 2 cores, benchmarks/rebuild_live.py), the features and CSV
+# text over this process and a forked one (task.shard_pieces; the text holds the GIL: 0.60-0.66
+# -> 0.40-0.50 s).  Below ~50 ms of work the second thread or process is not worth its start.
 THREADED_ROWS = 50_000
 
 
