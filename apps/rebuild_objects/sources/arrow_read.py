@@ -23,7 +23,7 @@ import numpy as np
 from lasair_parallel.apps.rebuild_objects.sources import arrow_np
 from lasair_parallel.apps.rebuild_objects.sources.base import (
     FLOAT_COLUMNS,
-    POSITIVE_VALUES,
+    POSITIVE_SQL,
     Detections,
     clean_ssnamenr,
     run_jobs,
@@ -45,7 +45,11 @@ NEAR_ROWS = 2
 _TRAILING_SPACE = re.compile(r"\s(?:\n|\Z)")
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.:+-]*$")  # ids put into the SQL text as literals
 EVERY_ID = ("", "\U0010ffff")  # (first, last) bounding every objectId: the whole table
-SELECTED = ("objectId", "candid", *FLOAT_COLUMNS, "fid", "nid", "isdiffpos", "ssnamenr")
+# isdiffpos is tested by the server (as by the row path): an integer column `positive` costs
+# the SQLite scan less than a string column (0.20 against 0.29 s for the 1.28M-row benchmark
+# table on one thread) and needs no dictionary pass here.
+SELECTED = ("objectId", "candid", *FLOAT_COLUMNS, "fid", "nid", f"{POSITIVE_SQL} AS positive",
+            "ssnamenr")
 
 
 class ArrowFallback(Exception):
@@ -252,8 +256,9 @@ def _scan_order(names, codes: np.ndarray, jd: np.ndarray, candid: np.ndarray):
     return ids, np.bincount(key, minlength=n).astype(np.int64), perm, ok
 
 
-def _positive(values: list) -> np.ndarray:
-    return np.array([v in POSITIVE_VALUES for v in values], dtype=bool)
+def _positive(table, perm: np.ndarray | None) -> np.ndarray:
+    """The server's isdiffpos test (0 / 1, never NULL: POSITIVE_SQL) as bools."""
+    return as_numpy(table, "positive", "i", perm).astype(bool)
 
 
 def _ssnames(values: list) -> np.ndarray:
@@ -288,8 +293,7 @@ def to_detections(table, scan: bool, inf_is_null: bool) -> Detections:
 
     jobs: dict[str, Callable[[], np.ndarray]] = {c: partial(floats, c) for c in FLOAT_COLUMNS}
     jobs.update({c: partial(as_numpy, table, c, "i", perm) for c in ("fid", "nid")})
-    jobs["positive"] = partial(arrow_np.map_strings, table.column("isdiffpos"), _positive,
-                               False, perm)
+    jobs["positive"] = partial(_positive, table, perm)
     jobs["ssnamenr"] = partial(arrow_np.map_strings, table.column("ssnamenr"), _ssnames, None,
                                perm)
     # on two threads for a big block (base.THREADED_ROWS)

@@ -18,6 +18,9 @@ CANDIDATE_COLUMNS = ("objectId", "candid", "jd", "fid", "magpsf", "sigmapsf", "i
                      "sgscore1", "distpsnr1")
 # ZTF's isdiffpos: 't' / '1' = positive difference (the source brightened), 'f' / '0' negative.
 POSITIVE_VALUES = ("t", "1")
+# The same test in SQL, for the SQL sources' reads (both the row and the Arrow path): a NULL
+# isdiffpos is "not positive", and the server compares in the column's collation.
+POSITIVE_SQL = "COALESCE(isdiffpos IN ('t', '1'), 0)"
 # ssnamenr values that mean "no solar-system match" in ZTF alerts.
 NO_SSNAME = ("", "null", "None")
 # Detections from which a block's work is split in two: the Arrow read's column gathers over

@@ -36,6 +36,7 @@ from lasair_parallel.apps.rebuild_objects.sources.arrow_read import (
 )
 from lasair_parallel.apps.rebuild_objects.sources.base import (
     FLOAT_COLUMNS,
+    POSITIVE_SQL,
     Detections,
     clean_ssnamenr,
     concat,
@@ -60,7 +61,7 @@ IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUM_INDEX = {c: i for i, c in enumerate(FLOAT_COLUMNS)}
 _NUM_INDEX.update({"nid": len(FLOAT_COLUMNS), "fid_flags": len(FLOAT_COLUMNS) + 1})
 # A NULL isdiffpos is "not positive" (COALESCE), not a NULL flag word.
-_FLAGS = ("nid, 4 * fid + COALESCE(isdiffpos IN ('t', '1'), 0) "
+_FLAGS = (f"nid, 4 * fid + {POSITIVE_SQL} "
           "+ 2 * (ssnamenr IS NOT NULL AND ssnamenr NOT IN ('', 'null'))")
 _SAFE_INT = 2.0 ** 53  # integers up to this travel exactly through a float64 array
 READERS = ("auto", "scan", "seek", "rows")
