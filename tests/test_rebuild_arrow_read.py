@@ -364,3 +364,13 @@ def test_sqlite_listing_from_the_index_or_a_scan_counts_what_the_row_path_counts
         got, by_index = listings(p)
         assert got == want
         assert (by_index is None) == (name == "collate"), name
+
+
+def test_a_scan_whose_rows_are_all_in_one_part_is_still_a_scan(live, capfd):
+    """The first 100 objects of the table stored by object lie in its first rowid half: the
+    second part is empty (its expression column untyped), and the scan still reads the block."""
+    det, d = live
+    ids = [str(i) for i in det.ids]
+    got, how = read(f"sqlite:///{d}/clustered.db?reader=scan", ids[0], ids[99])
+    assert how == "scan" and "not possible" not in capfd.readouterr().err
+    same_detections(got, read(f"sqlite:///{d}/clustered.db?reader=rows", ids[0], ids[99])[0])

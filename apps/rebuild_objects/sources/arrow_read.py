@@ -126,7 +126,9 @@ def scan_all(d: ArrowSql, sql: str):
 
     with ThreadPoolExecutor(len(parts)) as pool:
         tables = list(pool.map(d.fetch, [f"{sql} AND ({p})" for p in parts]))
-    return pa.concat_tables(tables)
+    # An empty part types a column with no declared type (an expression: `positive`) as a
+    # string, which its neighbours' integers would not join: only parts with rows are joined.
+    return pa.concat_tables([t for t in tables if t.num_rows] or tables[:1])
 
 
 def read_block(d: ArrowSql, first: str, last: str, scan: bool) -> Detections:
