@@ -366,6 +366,47 @@ def test_sqlite_listing_from_the_index_or_a_scan_counts_what_the_row_path_counts
         assert (by_index is None) == (name == "collate"), name
 
 
+def test_a_scan_of_rows_stored_in_no_order_is_the_row_paths_block(tmp_path, live):
+    """Rows stored in a random order (not arrival order, not by object): the scan's check that
+    the table is in (jd, candid) order fails, each object's rows are sorted here (lexsort),
+    and the block is the row path's, row for row and feature for feature."""
+    det, _ = live
+    path = tmp_path / "shuffled.db"
+    order = np.random.default_rng(11).permutation(det.n_rows)
+    write_sqlite(path, det, order=order, index=LIVE_INDEX_COLUMNS)
+    scanned, how = read(f"sqlite:///{path}?reader=scan")
+    rows = read(f"sqlite:///{path}?reader=rows")[0]
+    assert how == "scan"
+    same_detections(scanned, rows)
+    same_features(compute_features(scanned), compute_features(rows))
+
+
+@pytest.mark.parametrize("collate", ["", " COLLATE NOCASE"])
+def test_ids_differing_in_case_are_two_objects_only_where_sqlite_says_so(tmp_path, live, collate,
+                                                                         capfd):
+    """A BINARY objectId (SQLite's default) keeps 'ZTF..a' and 'ZTF..A' apart, as the scan's
+    byte-order grouping does: no collision check, the scan reads the block.  Declared NOCASE,
+    SQLite's BETWEEN would take them as one id: the scan refuses (row path), as for MySQL."""
+    from dataclasses import replace
+
+    from lasair_parallel.apps.rebuild_objects.sources.dbwrite import CANDIDATES_DDL
+
+    det = replace(live[0], ids=live[0].ids.copy())  # the module's sample stays as it is
+    first = str(det.ids[0])
+    det.ids[1] = first.swapcase()
+    assert first.swapcase() != first and first.lower() == det.ids[1].lower()
+    path = tmp_path / "case.db"
+    write_sqlite(path, det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS,
+                 ddl=CANDIDATES_DDL.replace("VARCHAR(16) NOT NULL", f"VARCHAR(16) NOT NULL{collate}"))
+    got, how = read(f"sqlite:///{path}?reader=scan")
+    err = capfd.readouterr().err
+    if collate:
+        assert how == "rows" and "case/space-insensitive" in err
+    else:
+        assert how == "scan" and "not possible" not in err
+        assert sorted(map(str, got.ids)) == sorted(map(str, det.ids))
+
+
 def test_a_scan_whose_rows_are_all_in_one_part_is_still_a_scan(live, capfd):
     """The first 100 objects of the table stored by object lie in its first rowid half: the
     second part is empty (its expression column untyped), and the scan still reads the block."""

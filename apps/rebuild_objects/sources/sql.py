@@ -47,6 +47,7 @@ from lasair_parallel.apps.rebuild_objects.sources.sql_arrow import (
     mysql_arrow,
     mysql_decide,
     rowid_split,
+    sqlite_byte_ids,
     sqlite_decide,
     sqlite_index_listing,
 )
@@ -282,7 +283,8 @@ def sqlite_source(spec: str) -> SqlSource:
         fetch = lazy_read_sql(lambda: f"sqlite://{resolved}")
         arrow = ArrowSql(fetch, table, '"', "NOT INDEXED", inf_is_null=True,
                          split=lambda: rowid_split(connect, table),
-                         index_listing=lambda: sqlite_index_listing(connect, fetch, table))
+                         index_listing=lambda: sqlite_index_listing(connect, fetch, table),
+                         byte_ids=lambda: sqlite_byte_ids(connect, table))
     # SQLite reads the literal 1e999 as +inf: NULL floats come back as -inf (see numeric_select).
     return SqlSource(connect, table, "?", "BEGIN", spec, missing="-1e999", arrow=arrow,
                      reader=q.get("reader", "auto"), decide=sqlite_decide)

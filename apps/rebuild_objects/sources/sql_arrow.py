@@ -111,9 +111,7 @@ def sqlite_index_listing(connect: Callable, fetch: Callable[[str], object], tabl
         return None
     try:  # the index's answer, or None for any failure
         plan = " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {grouped}"))
-        ddl = " ".join(str(r[0]) for r in conn.execute(
-            "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL", (table,)))
-        if "COVERING INDEX" not in plan.upper() or "COLLATE" in ddl.upper():
+        if "COVERING INDEX" not in plan.upper() or _collates(conn, table):
             return None
         # PRAGMA table_info: (cid, name, type, notnull, default, pk); an INTEGER PRIMARY KEY
         # is the rowid, never NULL
@@ -138,6 +136,28 @@ def sqlite_index_listing(connect: Callable, fetch: Callable[[str], object], tabl
     if len(ids) and ids[0] is None:  # NULL objectIds: as the scan lists them
         return None
     return ids, as_numpy(result, "n", "i")
+
+
+def _collates(conn, table: str) -> bool:
+    """Whether the table's or its indexes' DDL declares a COLLATE clause (then objectId may
+    not compare by its bytes)."""
+    return any("COLLATE" in str(r[0]).upper() for r in conn.execute(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL", (table,)))
+
+
+def sqlite_byte_ids(connect: Callable, table: str) -> bool:
+    """Whether objectId compares by its bytes in SQLite (BINARY, the default: no COLLATE
+    declared); False when that cannot be told."""
+    import sqlite3
+
+    try:
+        conn = connect()
+        try:
+            return not _collates(conn, table)
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
 
 
 def sqlite_decide(src: SqlSource, first: str, last: str) -> str:
