@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from helpers import journal, parallel
 from lasair_parallel.head.connect.hosts import HostsError, read_hosts
@@ -116,6 +117,29 @@ def test_split_by_weight_keeps_order_and_balances():
     sums = [sum(w[i] for i in b) for b in blocks]
     assert sums == sorted(sums, reverse=True)  # heaviest first
     assert sums[0] == 9 and all(s <= 5 for s in sums[1:])
+
+
+def test_split_by_weight_is_the_item_by_item_greedy_cut():
+    """The blocks are those of the plain rule, item by item: a block ends before the item
+    that would take it over max_weight (integer weights, zeros and heavy items included)."""
+    def greedy(w, most):
+        blocks, block, acc = [], [], 0
+        for i, wi in enumerate(w):
+            if block and acc + wi > most:
+                blocks.append(block)
+                block, acc = [], 0
+            block.append(i)
+            acc += wi
+        return [*blocks, block] if block else blocks
+
+    rng = np.random.default_rng(5)
+    for _ in range(2000):
+        w = rng.integers(0, 20, int(rng.integers(0, 60)))
+        if len(w) and rng.random() < 0.3:
+            w[rng.integers(0, len(w), 3)] = 100  # heavier than any block: a block each
+        most = int(rng.integers(1, 40))
+        got = sorted(b.tolist() for b in split_by_weight(w, most))
+        assert got == sorted(greedy(w.tolist(), most)), (w.tolist(), most)
 
 
 def test_local_run_resume_and_joblog(tmp_path):
