@@ -3,13 +3,15 @@ Arrow reads (default, ``reader=auto``) against the row-by-row reads (``?reader=r
 previous code), side by side on the same tables, SQLite and MariaDB, in one run.
 
     python benchmarks/rebuild_live.py [--objects 128000] [--no-mariadb] [--task-seconds S]
+                                      [--repeat 3]
 
 The table: benchmarks/_tables.py (the real sample replicated, rows in arrival order, index on
 (objectId, jd) only; not clustered by object in SQLite or InnoDB).  Each run is
 `parallel run apps/rebuild_objects --procs 1 -- --source SPEC` on this machine (local
-transport), timed from the outside; the shards' rows of both readers are compared byte for
-byte (the features are equal; tests/test_rebuild_arrow_read.py checks them against the
-per-object reference).  Each task's own read/features+csv/write split is printed from its log.
+transport), timed from the outside, after one untimed run (the table was just written), each
+reader ``--repeat`` times in turn, the median run shown; the shards' rows of every run are
+compared byte for byte (the features are equal; tests/test_rebuild_arrow_read.py checks them
+against the per-object reference).  Each task's own read/features+csv/write split is printed from its log.
 """
 
 from __future__ import annotations
@@ -68,24 +70,37 @@ def run(work: Path, name: str, spec: str, env: dict) -> dict:
             "tasks": len(logs)}
 
 
-def compare(label: str, work: Path, spec: str, env: dict, sep: str) -> None:
-    new = run(work, f"{label}-arrow", spec, env)
-    old = run(work, f"{label}-rows", f"{spec}{sep}reader=rows", env)
-    for name, r in (("arrow (auto)", new), ("rows (before)", old)):
+def compare(label: str, work: Path, spec: str, env: dict, sep: str, repeat: int) -> None:
+    """Both readers on the same table: one untimed run first (the table was just written: its
+    pages are still being flushed), then ``repeat`` runs of each, alternating, medians shown."""
+    os.sync()
+    run(work, f"{label}-warmup", spec, env)
+    runs: dict[str, list[dict]] = {"arrow (auto)": [], "rows (before)": []}
+    for i in range(repeat):
+        runs["arrow (auto)"].append(run(work, f"{label}-arrow-{i}", spec, env))
+        runs["rows (before)"].append(run(work, f"{label}-rows-{i}", f"{spec}{sep}reader=rows", env))
+    digests = {r["digest"] for rs in runs.values() for r in rs}
+    med = {}
+    for name, rs in runs.items():
+        r = sorted(rs, key=lambda r: r["wall"])[len(rs) // 2]  # the median run, whole
+        med[name] = r
         t, rd, f, w = r["split"]
-        print(f"{label:8s} {name:14s} {r['wall']:6.2f} s whole run = "
+        walls = ", ".join(f"{x['wall']:.2f}" for x in rs)
+        print(f"{label:8s} {name:14s} {r['wall']:6.2f} s whole run (median of {walls}) = "
               f"{r['objects'] / r['wall']:>8,.0f} objects/s; tasks {t:.2f} s (read {rd:.2f}, "
               f"features+csv {f:.2f}, write {w:.2f}); outside tasks {r['wall'] - t:.2f} s; "
               f"{r['tasks']} tasks",
               flush=True)
-    print(f"{label:8s} arrow / rows = {old['wall'] / new['wall']:.2f}x; shards identical: "
-          f"{new['digest'] == old['digest']}; Lasair {LASAIR_PER_S:.0f} objects/s", flush=True)
+    ratio = med["rows (before)"]["wall"] / med["arrow (auto)"]["wall"]
+    print(f"{label:8s} arrow / rows = {ratio:.2f}x; shards identical: {len(digests) == 1}; "
+          f"Lasair {LASAIR_PER_S:.0f} objects/s", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--objects", type=int, default=128_000)
     ap.add_argument("--no-mariadb", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs of each reader (median)")
     ap.add_argument("--task-seconds", type=float,
                     help="passed to `parallel run` (a large value: no run-time task splits)")
     a = ap.parse_args()
@@ -96,7 +111,7 @@ def main() -> None:
     server = None
     try:
         det = live_sqlite(work / "live.db", a.objects)
-        compare("SQLite", work, f"sqlite:///{work / 'live.db'}", env, "?")
+        compare("SQLite", work, f"sqlite:///{work / 'live.db'}", env, "?", a.repeat)
         if a.no_mariadb:
             return
         from fixtures_mariadb import PASSWORD, start_mariadb
@@ -105,7 +120,8 @@ def main() -> None:
         dbname = server.create_database("ztf")
         live_mariadb(server, dbname, det)
         # the password reaches the tasks by the environment only (never argv or the journal)
-        compare("MariaDB", work, server.url(dbname), dict(env, MYSQL_PWD=PASSWORD), "?")
+        compare("MariaDB", work, server.url(dbname), dict(env, MYSQL_PWD=PASSWORD), "?",
+                a.repeat)
     finally:
         if server is not None:
             server.stop()
