@@ -3,7 +3,7 @@ Arrow reads (default, ``reader=auto``) against the row-by-row reads (``?reader=r
 previous code), side by side on the same tables, SQLite and MariaDB, in one run.
 
     python benchmarks/rebuild_live.py [--objects 128000] [--no-mariadb] [--task-seconds S]
-                                      [--repeat 3]
+                                      [--repeat 3] [--against OLDER_CHECKOUT]
 
 The table: benchmarks/_tables.py (the real sample replicated, rows in arrival order, index on
 (objectId, jd) only; not clustered by object in SQLite or InnoDB).  Each run is
@@ -41,10 +41,12 @@ TASK_LINE = re.compile(r"\((\d+) objects.* in ([\d.]+) s \(read ([\d.]+), featur
 HEAD_ARGS: list[str] = []  # extra `parallel run` options (--task-seconds), from the command line
 
 
-def run(work: Path, name: str, spec: str, env: dict) -> dict:
-    """One whole `parallel run`; wall seconds, task split, digest of the shards' rows."""
-    cmd = [sys.executable, "-m", "lasair_parallel.head.cli.main", "run",
-           str(ROOT / "apps" / "rebuild_objects"), "--procs", "1", "--name", name, "-q",
+def run(work: Path, name: str, spec: str, env: dict, tree: Path = ROOT) -> dict:
+    """One whole `parallel run` of ``tree``'s code (its own .venv, or this interpreter for this
+    checkout); wall seconds, task split, digest of the shards' rows."""
+    python = sys.executable if tree == ROOT else str(tree / ".venv" / "bin" / "python")
+    cmd = [python, "-m", "lasair_parallel.head.cli.main", "run",
+           str(tree / "apps" / "rebuild_objects"), "--procs", "1", "--name", name, "-q",
            *HEAD_ARGS, "--", "--source", spec]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
@@ -70,15 +72,21 @@ def run(work: Path, name: str, spec: str, env: dict) -> dict:
             "tasks": len(logs)}
 
 
-def compare(label: str, work: Path, spec: str, env: dict, sep: str, repeat: int) -> None:
+def compare(label: str, work: Path, spec: str, env: dict, sep: str, repeat: int,
+            against: Path | None = None) -> None:
     """Both readers on the same table: one untimed run first (the table was just written: its
-    pages are still being flushed), then ``repeat`` runs of each, alternating, medians shown."""
+    pages are still being flushed), then ``repeat`` runs of each, in turn, medians shown.
+    ``against``: another checkout (an older commit, with its own .venv) whose Arrow path runs
+    in the same turns, for a ratio that holds while the machine's speed drifts."""
     os.sync()
     run(work, f"{label}-warmup", spec, env)
-    runs: dict[str, list[dict]] = {"arrow (auto)": [], "rows (before)": []}
+    kinds = {"arrow (auto)": (spec, ROOT), "rows (before)": (f"{spec}{sep}reader=rows", ROOT)}
+    if against is not None:
+        kinds[f"arrow @ {against.name}"] = (spec, against)
+    runs: dict[str, list[dict]] = {k: [] for k in kinds}
     for i in range(repeat):
-        runs["arrow (auto)"].append(run(work, f"{label}-arrow-{i}", spec, env))
-        runs["rows (before)"].append(run(work, f"{label}-rows-{i}", f"{spec}{sep}reader=rows", env))
+        for j, (k, (s, tree)) in enumerate(kinds.items()):
+            runs[k].append(run(work, f"{label}-{j}-{i}", s, env, tree))
     digests = {r["digest"] for rs in runs.values() for r in rs}
     med = {}
     for name, rs in runs.items():
@@ -94,6 +102,13 @@ def compare(label: str, work: Path, spec: str, env: dict, sep: str, repeat: int)
     ratio = med["rows (before)"]["wall"] / med["arrow (auto)"]["wall"]
     print(f"{label:8s} arrow / rows = {ratio:.2f}x; shards identical: {len(digests) == 1}; "
           f"Lasair {LASAIR_PER_S:.0f} objects/s", flush=True)
+    if against is not None:
+        turns = [b["wall"] / a["wall"] for a, b in zip(runs["arrow (auto)"],
+                                                       runs[f"arrow @ {against.name}"],
+                                                       strict=True)]
+        print(f"{label:8s} this checkout / {against.name}: {sorted(turns)[len(turns) // 2]:.2f}x "
+              f"faster (median of the turns' ratios {', '.join(f'{x:.2f}' for x in turns)})",
+              flush=True)
 
 
 def main() -> None:
@@ -101,6 +116,9 @@ def main() -> None:
     ap.add_argument("--objects", type=int, default=128_000)
     ap.add_argument("--no-mariadb", action="store_true")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs of each reader (median)")
+    ap.add_argument("--against", type=Path,
+                    help="another checkout (e.g. an older commit) with its own .venv: its "
+                         "Arrow path runs in the same turns")
     ap.add_argument("--task-seconds", type=float,
                     help="passed to `parallel run` (a large value: no run-time task splits)")
     a = ap.parse_args()
@@ -111,7 +129,7 @@ def main() -> None:
     server = None
     try:
         det = live_sqlite(work / "live.db", a.objects)
-        compare("SQLite", work, f"sqlite:///{work / 'live.db'}", env, "?", a.repeat)
+        compare("SQLite", work, f"sqlite:///{work / 'live.db'}", env, "?", a.repeat, a.against)
         if a.no_mariadb:
             return
         from fixtures_mariadb import PASSWORD, start_mariadb
@@ -121,7 +139,7 @@ def main() -> None:
         live_mariadb(server, dbname, det)
         # the password reaches the tasks by the environment only (never argv or the journal)
         compare("MariaDB", work, server.url(dbname), dict(env, MYSQL_PWD=PASSWORD), "?",
-                a.repeat)
+                a.repeat, a.against)
     finally:
         if server is not None:
             server.stop()
