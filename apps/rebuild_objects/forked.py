@@ -7,8 +7,9 @@ the parent's detections without a copy (copy-on-write) and has its own GIL.
 
 Only where ``os.fork`` is safe to use this way (Linux); elsewhere ``start`` runs the job at
 once, in this process.  The child never returns into the caller's code: it sends its result
-(or its exception) through an in-memory file and leaves with ``os._exit``, so no atexit handler, buffered
-output or test harness of the parent runs twice.  Killing the task's process group kills both.
+(or its exception) through an in-memory file and leaves with ``os._exit``, so no atexit
+handler, buffered output or test harness of the parent runs twice.  The child is in the
+task's process group: the runner's kill of a task (timeout, fencing, stop) kills both.
 """
 
 from __future__ import annotations
