@@ -11,7 +11,8 @@ The table: benchmarks/_tables.py (the real sample replicated, rows in arrival or
 transport), timed from the outside, after one untimed run (the table was just written), each
 reader ``--repeat`` times in turn, the median run shown; the shards' rows of every run are
 compared byte for byte (the features are equal; tests/test_rebuild_arrow_read.py checks them
-against the per-object reference).  Each task's own read/features+csv/write split is printed from its log.
+against the per-object reference).  Each task's own read/features+csv/write split is printed
+from its log.
 """
 
 from __future__ import annotations

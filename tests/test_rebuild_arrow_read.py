@@ -397,7 +397,8 @@ def test_ids_differing_in_case_are_two_objects_only_where_sqlite_says_so(tmp_pat
     assert first.swapcase() != first and first.lower() == det.ids[1].lower()
     path = tmp_path / "case.db"
     write_sqlite(path, det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS,
-                 ddl=CANDIDATES_DDL.replace("VARCHAR(16) NOT NULL", f"VARCHAR(16) NOT NULL{collate}"))
+                 ddl=CANDIDATES_DDL.replace("VARCHAR(16) NOT NULL",
+                                            f"VARCHAR(16) NOT NULL{collate}"))
     got, how = read(f"sqlite:///{path}?reader=scan")
     err = capfd.readouterr().err
     if collate:
