@@ -88,14 +88,14 @@ def shard_pieces(det: Detections, window_days: float = 0.0
     mid = len(det.ids) // 2
     second = objects_slice(det, mid, len(det.ids))
     # started first, so the child works while this process makes the first half
-    wait = forked.start(lambda: b"".join(_chunks(second, window_days)[1:]))  # no header
+    wait = forked.start(lambda: _chunks(second, window_days)[1:])  # without its header
     try:
         first = _chunks(objects_slice(det, 0, mid), window_days)
     except BaseException:
         with contextlib.suppress(Exception):  # reap the child; this failure is the one told
             wait()
         raise
-    return len(det.ids), [*first, wait()]
+    return len(det.ids), [*first, *wait()]
 
 
 def _chunks(det: Detections, window_days: float) -> list[bytes]:
