@@ -78,6 +78,38 @@ def _task_id(first: str, last: str, tag: str) -> str:
     return f"objects-{SAFE.sub('_', first)}-{SAFE.sub('_', last)}-{tag}"
 
 
+def _blocks(src, args: argparse.Namespace, ctx: PlanContext
+            ) -> list[tuple[str, str, float, np.ndarray]]:
+    """(first objectId, last objectId, detections, the block's objectIds) per block,
+    heaviest first.
+
+    A table not stored by object is read by a scan of the whole table for every block: one
+    block per slot then, as a second costs a process start and another scan (~0.2 s + 0.3-0.6 s
+    of the 1.28M-row benchmark table, benchmarks/rebuild_live.py); such a SQLite table is cut
+    from its index without listing its objects (``SqlSource.scanned_blocks``; a block's names
+    are then not known, nor needed: its range is).
+    """
+    scanned = getattr(src, "scanned_blocks", None)
+    cut = scanned(lambda total: block_weight(float(total), ctx.slots, args.rate,
+                                             args.task_seconds, per_slot=1)) if scanned else None
+    if cut is not None:
+        return [(b.first, b.last, float(b.rows), np.array([], dtype=object)) for b in cut]
+    ids, counts = src.list_objects()
+    if len(ids) == 0:
+        return []
+    per_slot = 1 if getattr(src, "scans_blocks", False) else 2
+    # Sources that cannot tell detection counts cheaply (Cassandra) report 0: weigh 1 then.
+    weights = np.where(counts > 0, counts, 1).astype(float)
+    max_w = block_weight(float(weights.sum()), ctx.slots, args.rate, args.task_seconds,
+                         per_slot)
+    if args.task_seconds is None and per_slot == 1:  # slack of one object: one block per
+        # slot, not one plus a remainder of a few objects (a process start and a whole-table
+        # scan for 4 objects); where blocks are read by seeks a small remainder is cheap
+        max_w = min(max_w + float(weights.max()), MAX_TASK_SECONDS * args.rate)
+    return [(str(ids[b[0]]), str(ids[b[-1]]), float(weights[b].sum()), ids[b])
+            for b in split_by_weight(weights, max_w)]
+
+
 def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
     """One task per block of objects; ids derive from the block's first/last objectId."""
     from lasair_parallel.apps.rebuild_objects.sources import open_source
@@ -95,30 +127,15 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
                              "mysql://user@host:port/db")
     src = open_source(args.source)
     try:
-        ids, counts = src.list_objects()
+        blocks = _blocks(src, args, ctx)
         ranges = src.ranges
-        # A table not stored by object is listed, and each block read, by a scan of the whole
-        # table: one block per slot then, as a second costs a process start and another scan
-        # (~0.2 s + 0.3-0.6 s of the 1.28M-row table, benchmarks/rebuild_live.py).
-        per_slot = 1 if getattr(src, "scans_blocks", False) else 2
     finally:
         src.close()
-    if len(ids) == 0:
-        return []
-    # Sources that cannot tell detection counts cheaply (Cassandra) report 0: weigh 1 then.
-    weights = np.where(counts > 0, counts, 1).astype(float)
-    max_w = block_weight(float(weights.sum()), ctx.slots, args.rate, args.task_seconds,
-                         per_slot)
-    if args.task_seconds is None and per_slot == 1:  # slack of one object: one block per
-        # slot, not one plus a remainder of a few objects (a process start and a whole-table
-        # scan for 4 objects); where blocks are read by seeks a small remainder is cheap
-        max_w = min(max_w + float(weights.max()), MAX_TASK_SECONDS * args.rate)
     # Tag: the same blocks over another source or window are other tasks (and other shards).
     tag = hashlib.sha1(f"{args.source}|{args.window_days!r}".encode()).hexdigest()[:8]
     shards = ctx.run_dir / "shards"
     tasks = []
-    for block in split_by_weight(weights, max_w):
-        first, last = str(ids[block[0]]), str(ids[block[-1]])
+    for first, last, w, names in blocks:
         tid = _task_id(first, last, tag)
         out = shards / f"{tid}.csv"
         argv = ["--source", args.source, "--window-days", repr(args.window_days)]
@@ -129,10 +146,9 @@ def plan(args: argparse.Namespace, ctx: PlanContext) -> list[Task]:
         else:
             block_file = ctx.run_dir / "blocks" / f"{tid}.txt"
             with atomic_write(block_file) as f:
-                f.write("".join(f"{ids[i]}\n" for i in block))
+                f.write("".join(f"{i}\n" for i in names))
             argv += ["--objects-file", str(block_file)]
             inputs = (str(block_file),)  # sent to workers without the head's filesystem
-        w = float(weights[block].sum())
         tasks.append(ctx.task(tid, argv, weight=w, inputs=inputs,
                               outputs=() if args.stream else (str(out),),
                               stream=f"shards/{tid}.csv" if args.stream else None,

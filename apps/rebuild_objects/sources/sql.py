@@ -51,6 +51,7 @@ from lasair_parallel.apps.rebuild_objects.sources.sql_arrow import (
     sqlite_decide,
     sqlite_index_listing,
 )
+from lasair_parallel.apps.rebuild_objects.sources.sqlite_blocks import Block, walk_blocks
 
 PAGE = 50_000  # objects per listing page: one round trip per ~1 MB of ids
 FETCH_ROWS = 32_768  # rows converted at a time (~4 MB of tuples)
@@ -89,7 +90,8 @@ class SqlSource:
     def __init__(self, connect: Callable, table: str, mark: str, begin: str, name: str,
                  quote_char: str = '"', missing: str | None = None,
                  arrow: ArrowSql | None = None, reader: str = "auto",
-                 decide: Callable[[SqlSource, str, str], str] | None = None):
+                 decide: Callable[[SqlSource, str, str], str] | None = None,
+                 walk: Callable[[Callable[[int], float]], list[Block] | None] | None = None):
         if not IDENT.match(table):
             raise ValueError(f"bad table name {table!r}")
         if reader not in READERS:
@@ -99,7 +101,7 @@ class SqlSource:
         self.numeric = numeric_select(quote_char, missing)
         self.missing = missing
         self._conn = None
-        self.arrow, self.reader, self.decide = arrow, reader, decide
+        self.arrow, self.reader, self.decide, self.walk = arrow, reader, decide, walk
         self.scans_blocks = False  # set by list_objects: blocks are read by whole-table scans
         self._modes: dict[tuple[str, str], str] = {}  # read_mode's answers
         self.last_read = ""  # how the last block was read: "scan", "seek" or "rows" (reports)
@@ -128,6 +130,20 @@ class SqlSource:
                 print(f"rebuild_objects: Arrow listing not possible ({e}); paging",
                       file=sys.stderr)
         return self.list_rows()
+
+    def scanned_blocks(self, max_rows_of: Callable[[int], float]) -> list[Block] | None:
+        """Blocks of about ``max_rows_of(total rows)`` detections, heaviest first, cut from
+        the objectId index without listing the objects (``sqlite_blocks``), when every block
+        is read by a scan of the whole table (the planner's one block per slot); None when
+        that does not hold or the index cannot tell (the planner lists the objects)."""
+        if self.walk is None or self.arrow is None or self.reader not in ("auto", "scan"):
+            return None
+        if self.reader == "auto" and not (self.decide and self.decide(self, *EVERY_ID) == "scan"):
+            return None
+        blocks = self.walk(max_rows_of)
+        if blocks is not None:
+            self.scans_blocks = True
+        return blocks
 
     def list_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """Keyset pages of GROUP BY objectId."""
@@ -287,7 +303,8 @@ def sqlite_source(spec: str) -> SqlSource:
                          byte_ids=lambda: sqlite_byte_ids(connect, table))
     # SQLite reads the literal 1e999 as +inf: NULL floats come back as -inf (see numeric_select).
     return SqlSource(connect, table, "?", "BEGIN", spec, missing="-1e999", arrow=arrow,
-                     reader=q.get("reader", "auto"), decide=sqlite_decide)
+                     reader=q.get("reader", "auto"), decide=sqlite_decide,
+                     walk=lambda max_rows_of: walk_blocks(connect, table, max_rows_of))
 
 
 def mysql_source(spec: str) -> SqlSource:

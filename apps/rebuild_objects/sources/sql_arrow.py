@@ -24,6 +24,7 @@ from lasair_parallel.apps.rebuild_objects.sources.arrow_read import (
     choose,
     unclustered_share,
 )
+from lasair_parallel.apps.rebuild_objects.sources.sqlite_blocks import candid_never_null, collates
 
 if TYPE_CHECKING:
     from lasair_parallel.apps.rebuild_objects.sources.sql import SqlSource
@@ -111,16 +112,11 @@ def sqlite_index_listing(connect: Callable, fetch: Callable[[str], object], tabl
         return None
     try:  # the index's answer, or None for any failure
         plan = " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {grouped}"))
-        if "COVERING INDEX" not in plan.upper() or _collates(conn, table):
+        if "COVERING INDEX" not in plan.upper() or collates(conn, table):
             return None
-        # PRAGMA table_info: (cid, name, type, notnull, default, pk); an INTEGER PRIMARY KEY
-        # is the rowid, never NULL
-        info = {str(r[1]).lower(): r for r in conn.execute(f"PRAGMA table_info({table})")}
-        cand = info.get("candid")
-        if cand is None:
+        never_null = candid_never_null(conn, table)
+        if never_null is None:
             return None
-        never_null = bool(cand[3]) or (cand[5] == 1 and str(cand[2]).upper() == "INTEGER"
-                                       and sum(1 for r in info.values() if r[5]) == 1)
         with ThreadPoolExecutor(1) as pool:
             listing = pool.submit(fetch, grouped)
             nulls = 0 if never_null else conn.execute(
@@ -138,13 +134,6 @@ def sqlite_index_listing(connect: Callable, fetch: Callable[[str], object], tabl
     return ids, as_numpy(result, "n", "i")
 
 
-def _collates(conn, table: str) -> bool:
-    """Whether the table's or its indexes' DDL declares a COLLATE clause (then objectId may
-    not compare by its bytes)."""
-    return any("COLLATE" in str(r[0]).upper() for r in conn.execute(
-        "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL", (table,)))
-
-
 def sqlite_byte_ids(connect: Callable, table: str) -> bool:
     """Whether objectId compares by its bytes in SQLite (BINARY, the default: no COLLATE
     declared); False when that cannot be told."""
@@ -153,7 +142,7 @@ def sqlite_byte_ids(connect: Callable, table: str) -> bool:
     try:
         conn = connect()
         try:
-            return not _collates(conn, table)
+            return not collates(conn, table)
         finally:
             conn.close()
     except sqlite3.Error:
