@@ -76,7 +76,8 @@ def run(work: Path, name: str, spec: str, env: dict, tree: Path = ROOT) -> dict:
 def compare(label: str, work: Path, spec: str, env: dict, sep: str, repeat: int,
             against: Path | None = None) -> None:
     """Both readers on the same table: one untimed run first (the table was just written: its
-    pages are still being flushed), then ``repeat`` runs of each, in turn, medians shown.
+    pages are still being flushed), then ``repeat`` runs of each, in turns (each in another
+    place of the turn), medians shown.
     ``against``: another checkout (an older commit, with its own .venv) whose Arrow path runs
     in the same turns, for a ratio that holds while the machine's speed drifts."""
     os.sync()
@@ -85,9 +86,16 @@ def compare(label: str, work: Path, spec: str, env: dict, sep: str, repeat: int,
     if against is not None:
         kinds[f"arrow @ {against.name}"] = (spec, against)
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
+    names = list(kinds)
     for i in range(repeat):
-        for j, (k, (s, tree)) in enumerate(kinds.items()):
-            runs[k].append(run(work, f"{label}-{j}-{i}", s, env, tree))
+        # The order turns each time, and the dirty pages of the run before (the row path's 7
+        # shards) are flushed before each timed run: a run placed after the row path lost
+        # 0.1-0.2 s to its writeback (the same task code measured 1.53 s first, 1.73 s third).
+        for j in range(len(names)):
+            k = names[(i + j) % len(names)]
+            s, tree = kinds[k]
+            os.sync()
+            runs[k].append(run(work, f"{label}-{names.index(k)}-{i}", s, env, tree))
     digests = {r["digest"] for rs in runs.values() for r in rs}
     med = {}
     for name, rs in runs.items():
