@@ -20,7 +20,7 @@ CANDIDATE_COLUMNS = ("objectId", "candid", "jd", "fid", "magpsf", "sigmapsf", "i
 POSITIVE_VALUES = ("t", "1")
 # The same test in SQL, for the SQL sources' reads (both the row and the Arrow path): a NULL
 # isdiffpos is "not positive", and the server compares in the column's collation.
-POSITIVE_SQL = "COALESCE(isdiffpos IN ('t', '1'), 0)"
+POSITIVE_SQL = f"COALESCE(isdiffpos IN ({', '.join(repr(v) for v in POSITIVE_VALUES)}), 0)"
 # ssnamenr values that mean "no solar-system match" in ZTF alerts.
 NO_SSNAME = ("", "null", "None")
 # Detections from which a block's work is split in two: the Arrow read's column gathers over
