@@ -24,7 +24,11 @@ from lasair_parallel.apps.rebuild_objects.sources.arrow_read import (
     choose,
     unclustered_share,
 )
-from lasair_parallel.apps.rebuild_objects.sources.sqlite_blocks import candid_never_null, collates
+from lasair_parallel.apps.rebuild_objects.sources.sqlite_blocks import (
+    candid_never_null,
+    collates,
+    has_null_candid,
+)
 
 if TYPE_CHECKING:
     from lasair_parallel.apps.rebuild_objects.sources.sql import SqlSource
@@ -98,7 +102,8 @@ def sqlite_index_listing(connect: Callable, fetch: Callable[[str], object], tabl
 
     Counting only rows with a candid makes SQLite look each row up (that is why the listing
     scans the table: 0.16 s for the 1.28M-row benchmark table).  When no row lacks a candid
-    (declared NOT NULL, or one scan of that column: 0.06 s, run at once on this thread) every
+    (declared NOT NULL, or one scan of that column: 0.06 s, run at once on this thread:
+    ``sqlite_blocks.has_null_candid``) every
     row counts, and the GROUP BY reads the covering index (0.08 s through connectorx, on its
     own thread).  None, and the caller scans, when the plan uses no covering index, a COLLATE
     clause is declared (the index's order would not be byte order), or an objectId is NULL."""
@@ -119,8 +124,7 @@ def sqlite_index_listing(connect: Callable, fetch: Callable[[str], object], tabl
             return None
         with ThreadPoolExecutor(1) as pool:
             listing = pool.submit(fetch, grouped)
-            nulls = 0 if never_null else conn.execute(
-                f"SELECT COUNT(*) FROM {table} WHERE candid IS NULL").fetchone()[0]
+            nulls = not never_null and has_null_candid(connect, table)
             result = listing.result()  # waited for even when unused: never left running
     except Exception:  # noqa: BLE001 - sqlite3's or connectorx's: the scan answers instead
         return None

@@ -64,7 +64,7 @@ def walk_blocks(connect: Callable[[], sqlite3.Connection], table: str,
             return None
         conds = [] if never_null else parts() or ["1"]
         with ThreadPoolExecutor(max(1, len(conds))) as pool:
-            nulls = [pool.submit(_has_null_candid, connect, table, c) for c in conds]
+            nulls = [pool.submit(has_null_candid, connect, table, c) for c in conds]
             try:
                 blocks = _walk(conn, table, max_rows_of)
             finally:
@@ -137,7 +137,10 @@ def _walks_index(conn: sqlite3.Connection, table: str) -> bool:
     return "COVERING INDEX" in plan.upper() and "TEMP B-TREE" not in plan.upper()
 
 
-def _has_null_candid(connect: Callable[[], sqlite3.Connection], table: str, cond: str) -> bool:
+def has_null_candid(connect: Callable[[], sqlite3.Connection], table: str,
+                    cond: str = "1") -> bool:
+    """Whether a row of ``table`` (among those ``cond`` selects) lacks a candid: one scan, on
+    a connection of its own."""
     conn = connect()
     try:
         # Mapped pages instead of a read() a page: 0.07 s against 0.08 s for the benchmark
