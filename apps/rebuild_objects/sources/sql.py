@@ -119,16 +119,14 @@ class SqlSource:
     def list_objects(self) -> tuple[np.ndarray, np.ndarray]:
         """Objects and counts: one Arrow scan when the table is unclustered (its index does
         not hold candid, so a GROUP BY over it seeks every row), else keyset pages."""
-        if self.arrow is not None and self.reader != "rows":
-            try:
-                if self.reader == "scan" or (self.reader == "auto" and self.decide
-                                             and self.decide(self, *EVERY_ID) == "scan"):
-                    listing = list_all(self.arrow)
-                    self.scans_blocks = True  # the planner sizes blocks by it
-                    return listing
-            except ArrowFallback as e:
-                print(f"rebuild_objects: Arrow listing not possible ({e}); paging",
-                      file=sys.stderr)
+        try:
+            if self.read_mode(*EVERY_ID) == "scan":  # "rows" without connectorx
+                listing = list_all(self.arrow)
+                self.scans_blocks = True  # the planner sizes blocks by it
+                return listing
+        except ArrowFallback as e:
+            print(f"rebuild_objects: Arrow listing not possible ({e}); paging",
+                  file=sys.stderr)
         return self.list_rows()
 
     def scanned_blocks(self, max_rows_of: Callable[[int], float]) -> list[Block] | None:
@@ -136,9 +134,8 @@ class SqlSource:
         the objectId index without listing the objects (``sqlite_blocks``), when every block
         is read by a scan of the whole table (the planner's one block per slot); None when
         that does not hold or the index cannot tell (the planner lists the objects)."""
-        if self.walk is None or self.arrow is None or self.reader not in ("auto", "scan"):
-            return None
-        if self.reader == "auto" and not (self.decide and self.decide(self, *EVERY_ID) == "scan"):
+        # read_mode keeps its answer: the listing, when this cannot cut, does not ask again
+        if self.walk is None or self.read_mode(*EVERY_ID) != "scan":
             return None
         blocks = self.walk(max_rows_of)
         if blocks is not None:
