@@ -89,8 +89,9 @@ def compare(label: str, work: Path, spec: str, env: dict, sep: str, repeat: int,
     names = list(kinds)
     for i in range(repeat):
         # The order turns each time, and the dirty pages of the run before (the row path's 7
-        # shards) are flushed before each timed run: a run placed after the row path lost
-        # 0.1-0.2 s to its writeback (the same task code measured 1.53 s first, 1.73 s third).
+        # shards) are flushed before each timed run: with a fixed order the run placed after
+        # the row path always came third, and the same task code measured 1.53 s first and
+        # 1.73 s there (its writeback, most likely; not proven).
         for j in range(len(names)):
             k = names[(i + j) % len(names)]
             s, tree = kinds[k]
