@@ -4,6 +4,7 @@ sizes; and the cases where the index cannot answer (the planner lists the object
 
 from __future__ import annotations
 
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -90,17 +91,44 @@ def _copy(src: Path, dst: Path, *sql: str) -> Path:
     return dst
 
 
-def test_a_row_without_candid_sends_the_planner_to_the_listing(live, tmp_path):
-    """The index does not hold candid, and the listing counts only rows with one."""
+def test_rows_without_candid_weigh_in_the_walk_and_the_shards_skip_them(live, tmp_path):
+    """The index does not hold candid, so the walk counts every row (telling NULLs apart
+    would scan the table); the blocks still cover every object once, and the shards of the
+    walk's blocks are the listing's: every read skips the rows without a candid."""
     db = tmp_path / "nulls.db"
     _copy(live, db, "CREATE TABLE candidates AS SELECT * FROM s.candidates",
           "CREATE INDEX c_o ON candidates (objectId, jd)",
-          "UPDATE candidates SET candid = NULL WHERE rowid % 10 = 0")
-    assert walk_blocks(connector(db), "candidates", lambda n: n / 2) is None
+          "UPDATE candidates SET candid = NULL WHERE rowid % 10 = 0",
+          # one object left with no detection at all, first in the index's order
+          "UPDATE candidates SET candid = NULL WHERE objectId = "
+          "(SELECT min(objectId) FROM candidates)")
+    rows = sqlite3.connect(db).execute("SELECT count(*) FROM candidates").fetchone()[0]
+    blocks = walk_blocks(connector(db), "candidates", lambda n: n / 2)
+    assert blocks is not None and sum(b.rows for b in blocks) == rows
+    ids, counts = listing(db)  # detections only: the object without one is not listed
+    assert counts.sum() < rows * 0.95
     args = app.build_parser().parse_args(["--source", f"sqlite:///{db}"])
-    tasks = app.plan(args, plan_context(resolve("rebuild_objects"), tmp_path, 2, 1))
-    _, counts = listing(db)
-    assert sum(t.weight for t in tasks) == counts.sum() < 15_000 * 0.95
+    tasks = app.plan(args, plan_context(resolve("rebuild_objects"), tmp_path / "walk", 2, 1))
+    assert len(tasks) == 2 and sum(t.weight for t in tasks) == rows
+
+    def shards(tasks) -> bytes:
+        from lasair_parallel.apps.rebuild_objects import task
+
+        out = []
+        for t in tasks:
+            argv = shlex.split(t.command)
+            argv = argv[argv.index("lasair_parallel.apps.rebuild_objects.task") + 1:]
+            assert task.main(argv) == 0
+            out.append(Path(argv[argv.index("--output") + 1]).read_bytes())
+        header = out[0].split(b"\n", 1)[0]
+        body = sorted(line for s in out for line in s.split(b"\n")[1:] if line)
+        return b"\n".join([header, *body])
+
+    by_rows = app.plan(app.build_parser().parse_args(["--source", f"sqlite:///{db}?reader=rows"]),
+                       plan_context(resolve("rebuild_objects"), tmp_path / "rows", 2, 1))
+    got = shards(tasks)
+    assert got == shards(by_rows)
+    assert got.count(b"\n") == len(ids)  # a row per object with a detection, one header
 
 
 @pytest.mark.parametrize("ddl", [

@@ -301,8 +301,7 @@ def sqlite_source(spec: str) -> SqlSource:
     # SQLite reads the literal 1e999 as +inf: NULL floats come back as -inf (see numeric_select).
     return SqlSource(connect, table, "?", "BEGIN", spec, missing="-1e999", arrow=arrow,
                      reader=q.get("reader", "auto"), decide=sqlite_decide,
-                     walk=lambda max_rows_of: walk_blocks(connect, table, max_rows_of,
-                                                        lambda: rowid_split(connect, table)))
+                     walk=lambda max_rows_of: walk_blocks(connect, table, max_rows_of))
 
 
 def mysql_source(spec: str) -> SqlSource:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # imported where used: a MySQL task never loads sqlite3
     import sqlite3
 
 
-# The most of the file SQLite may map for the NULL check's scan, capped by its build's
+# The most of the file SQLite may map for ``has_null_candid``'s scan, capped by its build's
 # SQLITE_MAX_MMAP_SIZE (2 GB by default; the rest is read as usual).  The mapping shares the
 # kernel's page cache: it reserves address space, no memory.
 MMAP_BYTES = 1 << 40
@@ -37,44 +37,37 @@ class Block:
 
 
 def walk_blocks(connect: Callable[[], sqlite3.Connection], table: str,
-                max_rows_of: Callable[[int], float],
-                parts: Callable[[], list[str]] = list) -> list[Block] | None:
-    """The table's objects cut into blocks of about ``max_rows_of(total rows)`` detections,
+                max_rows_of: Callable[[int], float]) -> list[Block] | None:
+    """The table's objects cut into blocks of about ``max_rows_of(total rows)`` rows,
     heaviest first (as ``tasks.weights.split_by_weight`` orders them), or None where the index
-    cannot answer as the listing would (the caller lists the objects then).
+    cannot answer (the caller lists the objects then).
 
     A block ends with the object that holds its ceil(max_rows)-th row, so no object is split,
     every block but the last holds at least max_rows rows and fewer than max_rows plus that
     object's rows, and a table of total rows cut at total / k gives at most k blocks (no
     remainder block of a few objects).  None when the walk would not use a covering index,
     a COLLATE clause is declared (objectIds would not compare by their bytes, as the scan
-    groups them), the table has no candid column, or a row lacks a candid: the listing counts
-    only rows with one, the index does not hold it.  That last check is one scan of the table
-    when candid is not declared NOT NULL (0.08-0.12 s for the benchmark table in the head): it
-    runs while this connection walks, cut by ``parts()`` (conditions such as rowid ranges,
-    ``sql_arrow.rowid_split``) over threads and connections of their own.
+    groups them) or the table has no candid column.
+
+    The counts are the index's: a row without a candid (no detection: the task's scan skips
+    it) weighs as much as a detection.  The listing counts detections only, but telling
+    whether any row lacks a candid takes a scan of the whole table (candid is in no index):
+    0.07-0.09 s of the 1.28M-row benchmark table's ~2.5 s run, on two threads, to make the
+    weights of a malformed table exact.  Weights only balance and size the blocks; every
+    block is read with ``candid IS NOT NULL``, so the shards are the same either way.
     """
     import sqlite3
-    from concurrent.futures import ThreadPoolExecutor
 
     conn = connect()
     try:
-        never_null = candid_never_null(conn, table)
-        if never_null is None or collates(conn, table) or not _walks_index(conn, table):
+        if (candid_never_null(conn, table) is None or collates(conn, table)
+                or not _walks_index(conn, table)):
             return None
-        conds = [] if never_null else parts() or ["1"]
-        with ThreadPoolExecutor(max(1, len(conds))) as pool:
-            nulls = [pool.submit(has_null_candid, connect, table, c) for c in conds]
-            try:
-                blocks = _walk(conn, table, max_rows_of)
-            finally:
-                lacking = any([n.result() for n in nulls])  # each waited for: none left running
+        blocks = _walk(conn, table, max_rows_of)
     except sqlite3.Error:
         return None
     finally:
         conn.close()
-    if lacking:
-        return None
     return sorted(blocks, key=lambda b: -b.rows)  # stable: index order among equals
 
 
@@ -137,16 +130,14 @@ def _walks_index(conn: sqlite3.Connection, table: str) -> bool:
     return "COVERING INDEX" in plan.upper() and "TEMP B-TREE" not in plan.upper()
 
 
-def has_null_candid(connect: Callable[[], sqlite3.Connection], table: str,
-                    cond: str = "1") -> bool:
-    """Whether a row of ``table`` (among those ``cond`` selects) lacks a candid: one scan, on
-    a connection of its own."""
+def has_null_candid(connect: Callable[[], sqlite3.Connection], table: str) -> bool:
+    """Whether a row of ``table`` lacks a candid: one scan, on a connection of its own."""
     conn = connect()
     try:
         # Mapped pages instead of a read() a page: 0.07 s against 0.08 s for the benchmark
         # table; count(*) scans faster than a LIMIT 1 that finds nothing (0.08 against 0.10 s).
         conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
-        return conn.execute(f"SELECT count(*) FROM {table} WHERE candid IS NULL AND ({cond})"
+        return conn.execute(f"SELECT count(*) FROM {table} WHERE candid IS NULL"
                             ).fetchone()[0] > 0
     finally:
         conn.close()
