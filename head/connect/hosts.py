@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -10,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import yaml
 from lasair_parallel.head.connect.slurmopts import SlurmOptions, parse_slurm_options
 from lasair_parallel.tasks.errors import UsageError
 
@@ -102,22 +102,30 @@ def _looks_like_yaml(text: str) -> bool:
     return False
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader that records the line of every mapping, for error messages."""
+@functools.cache
+def _line_loader() -> type:
+    """A SafeLoader that records the line of every mapping, for error messages.  yaml is
+    imported here: a run on the default workers (no hosts.yaml) never reads YAML (~9 ms of
+    every head's start, ``python -X importtime``)."""
+    import yaml
 
+    class LineLoader(yaml.SafeLoader):
+        pass
 
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
-    d = loader.construct_mapping(node, deep=True)
-    d["__line__"] = node.start_mark.line + 1
-    return d
+    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+        d = loader.construct_mapping(node, deep=True)
+        d["__line__"] = node.start_mark.line + 1
+        return d
 
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return LineLoader
 
 
 def _parse_yaml(path: Path, text: str) -> list[HostSpec]:
+    import yaml
+
     try:
-        doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(text, Loader=_line_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
