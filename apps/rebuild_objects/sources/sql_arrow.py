@@ -27,11 +27,15 @@ from lasair_parallel.apps.rebuild_objects.sources.arrow_read import (
 from lasair_parallel.apps.rebuild_objects.sources.sqlite_blocks import (
     candid_never_null,
     collates,
-    has_null_candid,
 )
 
 if TYPE_CHECKING:
     from lasair_parallel.apps.rebuild_objects.sources.sql import SqlSource
+
+# The most of the file SQLite may map for ``has_null_candid``'s scan, capped by its build's
+# SQLITE_MAX_MMAP_SIZE (2 GB by default; the rest is read as usual).  The mapping shares the
+# kernel's page cache: it reserves address space, no memory.
+MMAP_BYTES = 1 << 40
 
 
 def connectorx_module():
@@ -102,9 +106,8 @@ def sqlite_index_listing(connect: Callable, fetch: Callable[[str], object], tabl
 
     Counting only rows with a candid makes SQLite look each row up (that is why the listing
     scans the table: 0.16 s for the 1.28M-row benchmark table).  When no row lacks a candid
-    (declared NOT NULL, or one scan of that column: 0.06 s, run at once on this thread:
-    ``sqlite_blocks.has_null_candid``) every
-    row counts, and the GROUP BY reads the covering index (0.08 s through connectorx, on its
+    (declared NOT NULL, or one scan of that column, ``has_null_candid``: 0.06 s, run at
+    once on this thread) every row counts, and the GROUP BY reads the covering index (0.08 s through connectorx, on its
     own thread).  None, and the caller scans, when the plan uses no covering index, a COLLATE
     clause is declared (the index's order would not be byte order), or an objectId is NULL."""
     import sqlite3
@@ -136,6 +139,19 @@ def sqlite_index_listing(connect: Callable, fetch: Callable[[str], object], tabl
     if len(ids) and ids[0] is None:  # NULL objectIds: as the scan lists them
         return None
     return ids, as_numpy(result, "n", "i")
+
+
+def has_null_candid(connect: Callable, table: str) -> bool:
+    """Whether a row of ``table`` lacks a candid: one scan, on a connection of its own."""
+    conn = connect()
+    try:
+        # Mapped pages instead of a read() a page: 0.07 s against 0.08 s for the benchmark
+        # table; count(*) scans faster than a LIMIT 1 that finds nothing (0.08 against 0.10 s).
+        conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
+        return conn.execute(f"SELECT count(*) FROM {table} WHERE candid IS NULL"
+                            ).fetchone()[0] > 0
+    finally:
+        conn.close()
 
 
 def sqlite_byte_ids(connect: Callable, table: str) -> bool:

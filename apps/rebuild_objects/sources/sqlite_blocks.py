@@ -21,12 +21,6 @@ if TYPE_CHECKING:  # imported where used: a MySQL task never loads sqlite3
     import sqlite3
 
 
-# The most of the file SQLite may map for ``has_null_candid``'s scan, capped by its build's
-# SQLITE_MAX_MMAP_SIZE (2 GB by default; the rest is read as usual).  The mapping shares the
-# kernel's page cache: it reserves address space, no memory.
-MMAP_BYTES = 1 << 40
-
-
 @dataclass(frozen=True)
 class Block:
     """Objects first <= objectId <= last (the index's order) and their detections."""
@@ -128,16 +122,3 @@ def _walks_index(conn: sqlite3.Connection, table: str) -> bool:
         f"EXPLAIN QUERY PLAN SELECT objectId FROM {table} WHERE objectId >= ? "
         "ORDER BY objectId LIMIT 1 OFFSET ?", ("", 0)))
     return "COVERING INDEX" in plan.upper() and "TEMP B-TREE" not in plan.upper()
-
-
-def has_null_candid(connect: Callable[[], sqlite3.Connection], table: str) -> bool:
-    """Whether a row of ``table`` lacks a candid: one scan, on a connection of its own."""
-    conn = connect()
-    try:
-        # Mapped pages instead of a read() a page: 0.07 s against 0.08 s for the benchmark
-        # table; count(*) scans faster than a LIMIT 1 that finds nothing (0.08 against 0.10 s).
-        conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
-        return conn.execute(f"SELECT count(*) FROM {table} WHERE candid IS NULL"
-                            ).fetchone()[0] > 0
-    finally:
-        conn.close()
