@@ -80,8 +80,9 @@ def _task_id(first: str, last: str, tag: str) -> str:
 
 def _blocks(src, args: argparse.Namespace, ctx: PlanContext
             ) -> list[tuple[str, str, float, np.ndarray]]:
-    """(first objectId, last objectId, detections, the block's objectIds) per block,
-    heaviest first.
+    """(first objectId, last objectId, weight, the block's objectIds) per block, heaviest
+    first; the weight is the block's detections, or its rows in the index where it is cut
+    from the index.
 
     A table not stored by object is read by a scan of the whole table for every block: one
     block per slot then, as a second costs a process start and another scan (~0.2 s + 0.3-0.6 s

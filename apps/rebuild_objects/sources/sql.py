@@ -130,7 +130,7 @@ class SqlSource:
         return self.list_rows()
 
     def scanned_blocks(self, max_rows_of: Callable[[int], float]) -> list[Block] | None:
-        """Blocks of about ``max_rows_of(total rows)`` detections, heaviest first, cut from
+        """Blocks of about ``max_rows_of(total rows)`` rows, heaviest first, cut from
         the objectId index without listing the objects (``sqlite_blocks``), when every block
         is read by a scan of the whole table (the planner's one block per slot); None when
         that does not hold or the index cannot tell (the planner lists the objects)."""

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # imported where used: a MySQL task never loads sqlite3
 
 @dataclass(frozen=True)
 class Block:
-    """Objects first <= objectId <= last (the index's order) and their detections."""
+    """Objects first <= objectId <= last (the index's order) and their rows in the index."""
 
     first: str
     last: str
