@@ -1,9 +1,10 @@
-"""Small helpers for tests that drive the real ``parallel`` CLI."""
+"""Small helpers for tests that drive the real ``parallel`` CLI, or run a planned task here."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -13,6 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PARALLEL = [sys.executable, "-m", "lasair_parallel.head.cli.main"]
+
+
+def run_rebuild_task(t) -> list[str]:
+    """Run a planned rebuild_objects task in this process (the task module's ``main`` on the
+    arguments of its command); returns those arguments."""
+    from lasair_parallel.apps.rebuild_objects import task
+
+    words = shlex.split(t.command)
+    argv = words[words.index("lasair_parallel.apps.rebuild_objects.task") + 1:]
+    assert task.main(argv) == 0
+    return argv
 
 
 def parallel(*args: str, cwd: Path, timeout: float = 120, check: bool = False,

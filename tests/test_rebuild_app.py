@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import shlex
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_rebuild_task
 from lasair_parallel.apps.rebuild_objects import app, task
 from lasair_parallel.apps.rebuild_objects.features import COLUMNS, compute_features
 from lasair_parallel.apps.rebuild_objects.sources import open_source
@@ -18,12 +18,6 @@ from lasair_parallel.head.appload import plan_context, resolve
 def plan(tmp_path, *argv, slots=4):
     args = app.build_parser().parse_args(list(argv))
     return args, app.plan(args, plan_context(resolve("rebuild_objects"), tmp_path, slots, 1))
-
-
-def run_in_process(t):
-    words = shlex.split(t.command)
-    argv = words[words.index("lasair_parallel.apps.rebuild_objects.task") + 1:]
-    assert task.main(argv) == 0
 
 
 def read_shards(d: Path) -> dict[str, dict]:
@@ -64,12 +58,12 @@ def test_shards_match_features_and_rerun_is_identical(tmp_path):
                     "--window-days", "30")
     assert len(tasks) >= 3
     for t in tasks:
-        run_in_process(t)
+        run_rebuild_task(t)
     shards = tmp_path / "shards"
     first = {p.name: p.read_bytes() for p in shards.glob("*.csv")}
     assert len(first) == len(tasks) and {Path(t.outputs[0]).name for t in tasks} == set(first)
     for t in tasks:
-        run_in_process(t)
+        run_rebuild_task(t)
     assert {p.name: p.read_bytes() for p in shards.glob("*.csv")} == first
     assert not list(shards.glob(".*"))  # no temp files left behind
 
@@ -102,7 +96,7 @@ def test_block_file_for_sources_without_ranges(tmp_path, monkeypatch):
     _, tasks = plan(tmp_path, "--task-seconds", "0.004")
     assert all("--objects-file" in t.command and t.inputs for t in tasks)
     for t in tasks:
-        run_in_process(t)
+        run_rebuild_task(t)
     assert len(read_shards(tmp_path / "shards")) == 364
 
 

@@ -4,7 +4,6 @@ sizes; and the cases where the index cannot answer (the planner lists the object
 
 from __future__ import annotations
 
-import shlex
 import sqlite3
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_rebuild_task
 from lasair_parallel.apps.rebuild_objects import app
 from lasair_parallel.apps.rebuild_objects.sources import open_source
 from lasair_parallel.apps.rebuild_objects.sources.dbwrite import LIVE_INDEX_COLUMNS, write_sqlite
@@ -112,13 +112,9 @@ def test_rows_without_candid_weigh_in_the_walk_and_the_shards_skip_them(live, tm
     assert len(tasks) == 2 and sum(t.weight for t in tasks) == rows
 
     def shards(tasks) -> bytes:
-        from lasair_parallel.apps.rebuild_objects import task
-
         out = []
         for t in tasks:
-            argv = shlex.split(t.command)
-            argv = argv[argv.index("lasair_parallel.apps.rebuild_objects.task") + 1:]
-            assert task.main(argv) == 0
+            argv = run_rebuild_task(t)
             out.append(Path(argv[argv.index("--output") + 1]).read_bytes())
         header = out[0].split(b"\n", 1)[0]
         body = sorted(line for s in out for line in s.split(b"\n")[1:] if line)
