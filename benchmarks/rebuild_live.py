@@ -42,11 +42,15 @@ TASK_LINE = re.compile(r"\((\d+) objects.* in ([\d.]+) s \(read ([\d.]+), featur
 HEAD_ARGS: list[str] = []  # extra `parallel run` options (--task-seconds), from the command line
 
 
+def python_of(tree: Path) -> str:
+    """The interpreter that runs ``tree``'s code: this one for this checkout, else its .venv's."""
+    return sys.executable if tree == ROOT else str(tree / ".venv" / "bin" / "python")
+
+
 def run(work: Path, name: str, spec: str, env: dict, tree: Path = ROOT) -> dict:
     """One whole `parallel run` of ``tree``'s code (its own .venv, or this interpreter for this
     checkout); wall seconds, task split, digest of the shards' rows."""
-    python = sys.executable if tree == ROOT else str(tree / ".venv" / "bin" / "python")
-    cmd = [python, "-m", "lasair_parallel.head.cli.main", "run",
+    cmd = [python_of(tree), "-m", "lasair_parallel.head.cli.main", "run",
            str(tree / "apps" / "rebuild_objects"), "--procs", "1", "--name", name, "-q",
            *HEAD_ARGS, "--", "--source", spec]
     t0 = time.perf_counter()
@@ -121,7 +125,8 @@ def compare(label: str, work: Path, spec: str, env: dict, sep: str, repeat: int,
               flush=True)
 
 
-PACKAGE_DIRS = ("lasair_parallel", "head", "tasks", "apps", "csv_to_database")  # setup.cfg
+# setup.cfg's package dirs; scripts/venv.sh compiles the same list for a checkout it installs
+PACKAGE_DIRS = ("lasair_parallel", "head", "tasks", "apps", "csv_to_database")
 
 
 def compile_tree(tree: Path) -> None:
@@ -130,9 +135,8 @@ def compile_tree(tree: Path) -> None:
     modules again (the head, the agent and the task each): the 2026-12-02 10:48 commit's
     "outside tasks" was 1.99 s without its .pyc files and 0.96 s with them (2026-12-03, 06:33
     and 06:41); an explicit compileall writes them whatever that variable says."""
-    python = sys.executable if tree == ROOT else str(tree / ".venv" / "bin" / "python")
     dirs = [str(tree / d) for d in PACKAGE_DIRS if (tree / d).is_dir()]
-    subprocess.run([python, "-m", "compileall", "-q", *dirs], check=True,
+    subprocess.run([python_of(tree), "-m", "compileall", "-q", *dirs], check=True,
                    stdout=subprocess.DEVNULL)
 
 
