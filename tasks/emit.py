@@ -15,10 +15,12 @@ memory stays bounded by the channel window, whatever the task produces.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import io
 import json
 import os
+import weakref
 from collections.abc import Iterable, Sequence
 
 from lasair_parallel.tasks.model import Task
@@ -29,6 +31,19 @@ from lasair_parallel.tasks.protocol import ENV_SPAWN_FD as SPAWN_FD_ENV
 from lasair_parallel.tasks.protocol import ENV_TASK_SECONDS as TASK_SECONDS_ENV
 from lasair_parallel.tasks.protocol import ENV_WEIGHT as WEIGHT_ENV
 
+# Emitters not yet garbage: their buffered records are sent when the process exits, also when
+# it skips the interpreter's teardown (``finish.exit_task``), where the buffer's own clean-up
+# would have sent them.
+_LIVE: weakref.WeakSet[Emitter] = weakref.WeakSet()
+
+
+def _flush_live() -> None:
+    for e in list(_LIVE):
+        try:
+            e.close()
+        except (OSError, ValueError):  # the head went away or the file is closed: nothing to do
+            pass
+
 
 class Emitter:
     """Writes CSV records to the head's stream; use :func:`emitter` to get one."""
@@ -37,6 +52,9 @@ class Emitter:
         self._f = os.fdopen(fd, "w", buffering=1 << 16, newline="", closefd=False)
         self._buf = io.StringIO()
         self._w = csv.writer(self._buf, lineterminator="\n")
+        atexit.unregister(_flush_live)  # registered once, however many emitters are made
+        atexit.register(_flush_live)
+        _LIVE.add(self)
 
     def rows(self, rows: Iterable[Sequence[object]]) -> None:
         """Send rows (sequences of values; None is written as an empty field)."""

@@ -14,10 +14,10 @@ import argparse
 import importlib
 import json
 import os
-import sys
 from pathlib import Path
 
 from lasair_parallel.tasks.app import PlanContext
+from lasair_parallel.tasks.finish import exit_task
 from lasair_parallel.tasks.protocol import ENV_PATH_MAP, ENV_RUN_DIR
 
 
@@ -51,4 +51,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_task(main())

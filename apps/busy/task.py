@@ -10,6 +10,7 @@ import time
 
 from lasair_parallel.tasks import Task, python_command
 from lasair_parallel.tasks.emit import emitter, head_path, spawn
+from lasair_parallel.tasks.finish import exit_task
 from lasair_parallel.tasks.model import run_path
 from lasair_parallel.tasks.outputs import atomic_write
 from lasair_parallel.tasks.protocol import ENV_ATTEMPT, ENV_RUN_DIR, ENV_TASK_ID
@@ -113,4 +114,4 @@ def stream_rows(index: int, n: int, to_file: str | None = None, batch: int = 10_
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_task(main())

@@ -25,6 +25,7 @@ from lasair_parallel.apps.rebuild_objects.sources.base import (
 )
 from lasair_parallel.apps.rebuild_objects.splitting import split_range
 from lasair_parallel.tasks.emit import emitter
+from lasair_parallel.tasks.finish import exit_task
 from lasair_parallel.tasks.outputs import atomic_write
 
 
@@ -142,4 +143,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_task(main())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from lasair_parallel.apps.scarp_search.matching import Matcher
 from lasair_parallel.apps.scarp_search.templates import search_grid
 from lasair_parallel.tasks import Task, python_command, split
 from lasair_parallel.tasks.emit import head_path, spawn
+from lasair_parallel.tasks.finish import exit_task
 from lasair_parallel.tasks.protocol import ENV_TASK_ID, ENV_WEIGHT
 
 MODULE = "lasair_parallel.apps.scarp_search.task"
@@ -81,4 +81,4 @@ def split_strikes(a: argparse.Namespace, i0: int, i1: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_task(main())
