@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 from lasair_parallel.apps.rebuild_objects.galactic import radec_to_galactic
 from lasair_parallel.apps.rebuild_objects.htm import htm_id
-from lasair_parallel.apps.rebuild_objects.sources.base import Detections
+from lasair_parallel.apps.rebuild_objects.sources.base import LATE_COLUMNS, Deferred, Detections
 
 G, R = 1, 2  # ZTF fid values
 BANDS = (("g", G), ("r", R))
@@ -368,8 +368,8 @@ def compute_features(det: Detections, window_days: float = 0.0) -> tuple[np.ndar
             og[age < days], minlength=n_obj).astype(np.int64)
 
     mask = idx = None
-    for name in ("sgmag1", "srmag1", "sgscore1", "distpsnr1"):
-        m = np.isfinite(c[name])
+    for name in LATE_COLUMNS:
+        m = c[name].finite() if isinstance(c[name], Deferred) else np.isfinite(c[name])
         if mask is None or not np.array_equal(m, mask):  # the PS1 fields are NULL together
             mask, idx = m, _last_index(m, obj, n_obj)
         f[name] = _take(c[name], idx)

@@ -10,6 +10,7 @@ conversion never touches pandas.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -109,6 +110,13 @@ def map_strings(col, decide: Callable[[list], np.ndarray], null,
     Python sees each distinct value once (isdiffpos has 2-4, ssnamenr a few hundred per
     block), not each row.
     """
+    return string_taker(col, decide, null)(order)
+
+
+def string_taker(col, decide: Callable[[list], np.ndarray], null
+                 ) -> Callable[[np.ndarray | None], np.ndarray]:
+    """``take(rows)``: the decided values (see ``map_strings``) of those rows of the column
+    (all of them for None), the column encoded once."""
     import pyarrow as pa
 
     arr = flat(col)
@@ -122,4 +130,34 @@ def map_strings(col, decide: Callable[[list], np.ndarray], null,
     out_table[-1] = null
     if ok is not None:
         k = np.where(ok, k, len(table))
-    return out_table[k if order is None else k[order]]
+
+    def take(rows: np.ndarray | None) -> np.ndarray:
+        return out_table[k if rows is None else k[rows]]
+
+    return take
+
+
+def float_taker(arr, inf_is_null: bool = False
+                ) -> tuple[Callable[[np.ndarray], np.ndarray], Callable[[], np.ndarray]]:
+    """(``take(rows)``, ``finite()``) of a float64 Arrow array, nothing copied until asked:
+    ``take`` gives those rows as a new array, NaN where null (and where -inf when
+    ``inf_is_null``); ``finite`` whether each row holds a finite number (computed once)."""
+    v = values(arr, np.float64)
+    ok = valid_mask(arr)
+
+    def take(rows: np.ndarray) -> np.ndarray:
+        out = v[rows]
+        if ok is not None:
+            out[~ok[rows]] = np.nan
+        if inf_is_null:
+            out[out == -np.inf] = np.nan
+        return out
+
+    @functools.cache
+    def finite() -> np.ndarray:
+        f = np.isfinite(v)
+        if ok is not None:
+            f &= ok
+        return f
+
+    return take, finite

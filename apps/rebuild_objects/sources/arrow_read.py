@@ -23,7 +23,9 @@ import numpy as np
 from lasair_parallel.apps.rebuild_objects.sources import arrow_np
 from lasair_parallel.apps.rebuild_objects.sources.base import (
     FLOAT_COLUMNS,
+    LATE_COLUMNS,
     POSITIVE_SQL,
+    Deferred,
     Detections,
     clean_ssnamenr,
     run_jobs,
@@ -211,6 +213,18 @@ def _server_listing(d: ArrowSql) -> tuple[np.ndarray, np.ndarray]:
 def as_numpy(table, name: str, kind: str, order: np.ndarray | None = None) -> np.ndarray:
     """One column as float64 or int64 (cast from any type Arrow can cast; TEXT columns too),
     its rows taken in ``order`` when given."""
+    col = arrow_column(table, name, kind)
+    if kind == "f":
+        return arrow_np.floats(col, order)  # nulls -> NaN
+    v, null = arrow_np.ints(col, order)
+    if null:
+        raise ValueError(f"{name} out of range (|{name}| >= 2**51) or NULL")  # as the row path
+    return v
+
+
+def arrow_column(table, name: str, kind: str):
+    """One column as one float64 ("f") or int64 Arrow array, cast from any type Arrow can
+    cast (TEXT columns too); ArrowFallback when it cannot be."""
     import pyarrow as pa
 
     col = arrow_np.flat(table.column(name))
@@ -220,12 +234,14 @@ def as_numpy(table, name: str, kind: str, order: np.ndarray | None = None) -> np
             col = arrow_np.cast(col, want)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
             raise ArrowFallback(f"{name}: {e}") from None
-    if kind == "f":
-        return arrow_np.floats(col, order)  # nulls -> NaN
-    v, null = arrow_np.ints(col, order)
-    if null:
-        raise ValueError(f"{name} out of range (|{name}| >= 2**51) or NULL")  # as the row path
-    return v
+    return col
+
+
+def late_floats(table, name: str, inf_is_null: bool, perm: np.ndarray) -> Deferred:
+    """A LATE_COLUMNS column of scanned rows, left in storage order: the rows ``perm`` puts
+    in object order, taken when the features ask for them."""
+    take, finite = arrow_np.float_taker(arrow_column(table, name, "f"), inf_is_null)
+    return Deferred(take, perm, finite)
 
 
 def stable_argsort(key: np.ndarray, n: int) -> np.ndarray:
@@ -292,6 +308,11 @@ def _ssnames(values: list) -> np.ndarray:
     return clean_ssnamenr(values)
 
 
+def _late_strings(col, perm: np.ndarray) -> Deferred:
+    """ssnamenr of scanned rows (the features read the latest row's), taken when asked."""
+    return Deferred(arrow_np.string_taker(col, _ssnames, None), perm)
+
+
 def to_detections(table, scan: bool, inf_is_null: bool, byte_ids: bool = False) -> Detections:
     """A block's Arrow rows (a ``pyarrow.Table`` or its :class:`Columns`: each column is read
     once) -> Detections grouped by object.
@@ -319,11 +340,15 @@ def to_detections(table, scan: bool, inf_is_null: bool, byte_ids: bool = False) 
             v[v == -np.inf] = np.nan  # v is a new array (arrow_np copies or gathers)
         return v
 
-    jobs: dict[str, Callable[[], np.ndarray]] = {c: partial(floats, c) for c in FLOAT_COLUMNS}
+    # Scanned rows: the columns the features read at one row per object are not gathered.
+    late = perm is not None
+    jobs: dict[str, Callable[[], np.ndarray | Deferred]] = {
+        c: partial(late_floats, table, c, inf_is_null, perm) if late and c in LATE_COLUMNS
+        else partial(floats, c) for c in FLOAT_COLUMNS}
     jobs.update({c: partial(as_numpy, table, c, "i", perm) for c in ("fid", "nid")})
     jobs["positive"] = partial(_positive, table, perm)
-    jobs["ssnamenr"] = partial(arrow_np.map_strings, table.column("ssnamenr"), _ssnames, None,
-                               perm)
+    jobs["ssnamenr"] = (partial(_late_strings, table.column("ssnamenr"), perm) if late else
+                        partial(arrow_np.map_strings, table.column("ssnamenr"), _ssnames, None))
     # on two threads for a big block (base.THREADED_ROWS)
     cols = dict(zip(jobs, run_jobs(list(jobs.values()), two_threads(len(jd))),
                     strict=True))

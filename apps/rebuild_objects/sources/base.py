@@ -31,6 +31,66 @@ NO_SSNAME = ("", "null", "None")
 THREADED_ROWS = 50_000
 
 
+# Columns the features read at one row per object only (the PS1 fields from the last detection
+# that has them, ssnamenr from the latest: features.compute_features).
+LATE_COLUMNS = ("sgmag1", "srmag1", "sgscore1", "distpsnr1")
+
+
+class Deferred:
+    """A column whose rows are not gathered yet: row i is ``take(rows)[i]``.
+
+    A block scanned in storage order is gathered into object order column by column; a column
+    the features read at one row per object (``LATE_COLUMNS``, ssnamenr) need not be.  For the
+    1.28M-row benchmark table that gather took 17-80 ms of CPU for each PS1 field and
+    93-126 ms for ssnamenr (two threads; benchmarks/README.md), taking the rows the features
+    use ~1 ms each.  Indexing with a slice, an index array or a mask moves ``rows`` only, as
+    does assigning one Deferred of the same column into another (``features._move``); numpy
+    sees the taken values (``__array__``), so code that does not know this class gets the
+    gathered column.  ``finite`` (float columns): whether each row holds a finite value.
+    """
+
+    __slots__ = ("_take", "_finite", "rows")
+
+    def __init__(self, take: Callable[[np.ndarray], np.ndarray], rows: np.ndarray,
+                 finite: Callable[[], np.ndarray] | None = None):
+        self._take = take
+        self._finite = finite  # in the source's order, over all its rows
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.rows.shape
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            return self._take(self.rows[[key]])[0]
+        return Deferred(self._take, self.rows[key], self._finite)
+
+    def __setitem__(self, key, value: Deferred) -> None:
+        if not (isinstance(value, Deferred) and value._take is self._take):
+            raise TypeError("only rows of the same deferred column can be assigned")
+        self.rows[key] = value.rows
+
+    def copy(self) -> Deferred:
+        return Deferred(self._take, self.rows.copy(), self._finite)
+
+    def finite(self) -> np.ndarray:
+        """Whether each row's value is finite (not NULL, NaN or infinite)."""
+        if self._finite is None:
+            raise TypeError("finite() of a column without numbers")
+        return self._finite()[self.rows]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self._take(self.rows)
+        return out if dtype is None else out.astype(dtype)
+
+    def tolist(self) -> list:
+        return self._take(self.rows).tolist()
+
+
 @dataclass
 class Detections:
     """Detections of a block of objects, as columns.
@@ -42,8 +102,10 @@ class Detections:
 
     ids: np.ndarray  # object ids (str), one per object
     counts: np.ndarray  # int64
-    cols: dict[str, np.ndarray]  # FLOAT_COLUMNS (float64), fid/nid (int64), positive (bool)
-    ssnamenr: np.ndarray  # object array: str or None
+    # FLOAT_COLUMNS (float64), fid/nid (int64), positive (bool); a LATE_COLUMNS one may be a
+    # :class:`Deferred` (its rows not gathered yet)
+    cols: dict[str, np.ndarray | Deferred]
+    ssnamenr: np.ndarray | Deferred  # object array: str or None
     candid: np.ndarray | None = None
 
     @property
