@@ -76,6 +76,11 @@ def floats(arr, order: np.ndarray | None = None) -> np.ndarray:
     ok = valid_mask(arr)
     if order is None:
         return v.copy() if ok is None else np.where(ok, v, np.nan)
+    return _gathered(v, ok, order)
+
+
+def _gathered(v: np.ndarray, ok: np.ndarray | None, order: np.ndarray) -> np.ndarray:
+    """``v[order]`` as a new array, NaN where ``ok`` (the validity, None: no null) is false."""
     out = v[order]
     if ok is not None:
         out[~ok[order]] = np.nan
@@ -146,9 +151,7 @@ def float_taker(arr, inf_is_null: bool = False
     ok = valid_mask(arr)
 
     def take(rows: np.ndarray) -> np.ndarray:
-        out = v[rows]
-        if ok is not None:
-            out[~ok[rows]] = np.nan
+        out = _gathered(v, ok, rows)
         if inf_is_null:
             out[out == -np.inf] = np.nan
         return out
