@@ -10,4 +10,14 @@ apps/rebuild_objects -- --help``).
 # and those threads spin: with OPENBLAS_NUM_THREADS=1 a 128,000-object task took 2.23 s
 # instead of 2.42 s (median of 8 whole-process runs each, alternating, on 2 cores; CPU 3.19
 # against 3.52 s).  One thread also makes any BLAS result independent of the host's cores.
-TASK_ENV = (("OPENBLAS_NUM_THREADS", "1"),)
+#
+# NUMPY_MADVISE_HUGEPAGE=0: numpy asks for transparent huge pages for every large array.  On a
+# VM whose balloon reports free memory to its host (virtio-balloon free page reporting, as on
+# this project's 2-core machines), a freed 2 MB page goes back to the host within seconds, and
+# the next huge page costs the host's faults again: a 500 MB numpy array was touched in
+# 0.12-0.14 ms/MB right after another process freed one, 1.5-2.5 ms/MB after 5 s idle, against
+# 0.45-0.53 ms/MB in 4 KB pages either way.  The 128,000-object task took 2.41-2.45 s
+# instead of 2.54-2.62 s without them (median of 6-8 whole-process runs each, alternating,
+# 0-3 s apart; system time 0.77-0.84 against 0.91-1.09 s).  Where huge pages are cheap
+# (bare metal), 4 KB pages cost this task's ~130 MB of arrays ~0.05 s at most.
+TASK_ENV = (("OPENBLAS_NUM_THREADS", "1"), ("NUMPY_MADVISE_HUGEPAGE", "0"))
