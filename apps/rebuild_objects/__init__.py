@@ -20,4 +20,11 @@ apps/rebuild_objects -- --help``).
 # instead of 2.54-2.62 s without them (median of 6-8 whole-process runs each, alternating,
 # 0-3 s apart; system time 0.77-0.84 against 0.91-1.09 s).  Where huge pages are cheap
 # (bare metal), 4 KB pages cost this task's ~130 MB of arrays ~0.05 s at most.
-TASK_ENV = (("OPENBLAS_NUM_THREADS", "1"), ("NUMPY_MADVISE_HUGEPAGE", "0"))
+#
+# ARROW_DEFAULT_MEMORY_POOL=system: pyarrow 26's default pool (mimalloc) gets its memory in
+# the same costly way (its dictionary_encode of the block's 1.28M objectIds: 0.11-0.15 s, of
+# it 0.07 s system time, for ~560 page faults; 0.07 s with glibc's malloc).  The task took
+# 2.47-2.50 s instead of 2.62-2.63 s (8 alternating runs each, twice; system time 0.83-0.85
+# against 1.04-1.07 s) and peaked at 448 instead of 493 MB.
+TASK_ENV = (("OPENBLAS_NUM_THREADS", "1"), ("NUMPY_MADVISE_HUGEPAGE", "0"),
+            ("ARROW_DEFAULT_MEMORY_POOL", "system"))
