@@ -241,6 +241,49 @@ def test_a_block_gathered_on_two_threads_is_the_one_thread_block(tmp_path, live,
     same_detections(threaded, single)
 
 
+@pytest.mark.parametrize("db", ["nulls", "text"])
+def test_a_scan_in_many_chunks_is_the_one_chunk_block(tmp_path, live, monkeypatch, db):
+    """connectorx returns 64k-row batches; their columns are read chunk by chunk, never
+    joined (arrow_np.pieces).  The scanned table cut into 997-row slices with empty ones
+    between gives the very block the same table in one chunk gives: NULLs, -inf as NULL,
+    'null' ssnamenr, TEXT-typed columns cast, the late columns' deferred rows."""
+    import pyarrow as pa
+    from lasair_parallel.apps.rebuild_objects.sources import arrow_read
+    from lasair_parallel.apps.rebuild_objects.sources.dbwrite import CANDIDATES_DDL
+
+    det = live[0]
+    if db == "nulls":
+        path = nulls_db(tmp_path / "n.db", det)
+    else:
+        ddl = CANDIDATES_DDL
+        for c in ("jd DOUBLE", "rb DOUBLE", "nid INT", "sgmag1 DOUBLE"):
+            ddl = ddl.replace(c, c.split()[0] + " TEXT")
+        path = tmp_path / "t.db"
+        write_sqlite(path, det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS, ddl=ddl)
+    real = arrow_read.scan_all
+    seen = []
+
+    def cut(size):
+        def scan(d, sql):
+            t = real(d, sql).combine_chunks()
+            if size:
+                t = pa.concat_tables([x for a in range(0, t.num_rows, size)
+                                      for x in (t.slice(a, size), t.slice(a, 0))])
+            seen.append(t.column("jd").num_chunks)
+            return t
+        return scan
+
+    monkeypatch.setattr(arrow_read, "scan_all", cut(0))
+    whole, _ = read(f"sqlite:///{path}?reader=scan")
+    monkeypatch.setattr(arrow_read, "scan_all", cut(997))
+    chunked, _ = read(f"sqlite:///{path}?reader=scan")
+    assert seen[0] == 1 and seen[1] > 20
+    same_detections(chunked, whole)
+    for name in ("sgmag1", "distpsnr1"):
+        assert chunked.cols[name].finite().tolist() == np.isfinite(whole.cols[name]).tolist()
+    same_features(compute_features(chunked), compute_features(whole))
+
+
 def test_null_fid_is_refused_like_the_row_path(tmp_path, live):
     det, _ = live
     path = tmp_path / "badfid.db"

@@ -210,24 +210,26 @@ def _server_listing(d: ArrowSql) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(table.column(0).to_pylist(), dtype=object), as_numpy(table, "n", "i")
 
 
-def as_numpy(table, name: str, kind: str, order: np.ndarray | None = None) -> np.ndarray:
+def as_numpy(table, name: str, kind: str, order: np.ndarray | None = None,
+             inv: np.ndarray | None = None) -> np.ndarray:
     """One column as float64 or int64 (cast from any type Arrow can cast; TEXT columns too),
-    its rows taken in ``order`` when given."""
+    its rows taken in ``order`` when given (``inv``: its inverse, when known)."""
     col = arrow_column(table, name, kind)
     if kind == "f":
-        return arrow_np.floats(col, order)  # nulls -> NaN
-    v, null = arrow_np.ints(col, order)
+        return arrow_np.floats(col, order, inv)  # nulls -> NaN
+    v, null = arrow_np.ints(col, order, inv)
     if null:
         raise ValueError(f"{name} out of range (|{name}| >= 2**51) or NULL")  # as the row path
     return v
 
 
 def arrow_column(table, name: str, kind: str):
-    """One column as one float64 ("f") or int64 Arrow array, cast from any type Arrow can
-    cast (TEXT columns too); ArrowFallback when it cannot be."""
+    """One column as float64 ("f") or int64 Arrow data (an array, or a table's column in its
+    chunks), cast from any type Arrow can cast (TEXT columns too); ArrowFallback when it
+    cannot be."""
     import pyarrow as pa
 
-    col = arrow_np.flat(table.column(name))
+    col = table.column(name)
     want = pa.float64() if kind == "f" else pa.int64()
     if col.type != want:
         try:
@@ -299,9 +301,9 @@ def _scan_order(names, codes: np.ndarray, jd: np.ndarray, candid: np.ndarray,
     return ids, np.bincount(key, minlength=n).astype(np.int64), perm, ok
 
 
-def _positive(table, perm: np.ndarray | None) -> np.ndarray:
+def _positive(table, perm: np.ndarray | None, inv: np.ndarray | None) -> np.ndarray:
     """The server's isdiffpos test (0 / 1, never NULL: POSITIVE_SQL) as bools."""
-    return as_numpy(table, "positive", "i", perm).astype(bool)
+    return as_numpy(table, "positive", "i", perm, inv).astype(bool)
 
 
 def _ssnames(values: list) -> np.ndarray:
@@ -321,21 +323,24 @@ def to_detections(table, scan: bool, inf_is_null: bool, byte_ids: bool = False) 
     objectId in byte order, each object's rows sorted by (jd, candid) in numpy (a stable sort
     by object alone when the table is in arrival order, which it checks).
     """
-    enc = arrow_np.compute("dictionary_encode", arrow_np.flat(table.column("objectId")))
-    codes, null = arrow_np.codes(enc)
+    names, codes, null = arrow_np.encoded(table.column("objectId"))
     if null is not None:
         raise ArrowFallback("NULL objectId")
     jd, candid = as_numpy(table, "jd", "f"), as_numpy(table, "candid", "i")
     if scan:
-        ids, counts, perm, in_order = _scan_order(enc.dictionary, codes, jd, candid, byte_ids)
+        ids, counts, perm, in_order = _scan_order(names, codes, jd, candid, byte_ids)
     else:  # first appearance = the server's order; rows already grouped and sorted
         if np.any(np.diff(codes) < 0):  # codes follow first appearance: grouped = sorted
             raise ArrowFallback("ordered rows not grouped by object")
-        ids = np.asarray(enc.dictionary.to_pylist(), dtype=object)
+        ids = np.asarray(names.to_pylist(), dtype=object)
         counts = np.bincount(codes, minlength=len(ids)).astype(np.int64)
         perm, in_order = None, True
+    # A column in chunks is scattered through the inverse permutation (arrow_np._joined).
+    inv = None if perm is None else arrow_np.inverse(perm)
+
     def floats(c: str) -> np.ndarray:
-        v = (jd if perm is None else jd[perm]) if c == "jd" else as_numpy(table, c, "f", perm)
+        v = ((jd if perm is None else jd[perm]) if c == "jd"
+             else as_numpy(table, c, "f", perm, inv))
         if inf_is_null and (v == -np.inf).any():  # one pass (np.isneginf makes three)
             v[v == -np.inf] = np.nan  # v is a new array (arrow_np copies or gathers)
         return v
@@ -345,8 +350,8 @@ def to_detections(table, scan: bool, inf_is_null: bool, byte_ids: bool = False) 
     jobs: dict[str, Callable[[], np.ndarray | Deferred]] = {
         c: partial(late_floats, table, c, inf_is_null, perm) if late and c in LATE_COLUMNS
         else partial(floats, c) for c in FLOAT_COLUMNS}
-    jobs.update({c: partial(as_numpy, table, c, "i", perm) for c in ("fid", "nid")})
-    jobs["positive"] = partial(_positive, table, perm)
+    jobs.update({c: partial(as_numpy, table, c, "i", perm, inv) for c in ("fid", "nid")})
+    jobs["positive"] = partial(_positive, table, perm, inv)
     jobs["ssnamenr"] = (partial(_late_strings, table.column("ssnamenr"), perm) if late else
                         partial(arrow_np.map_strings, table.column("ssnamenr"), _ssnames, None))
     # on two threads for a big block (base.THREADED_ROWS)
