@@ -227,12 +227,16 @@ def float_taker(arr, inf_is_null: bool = False
     def take(rows: np.ndarray) -> np.ndarray:
         if len(vs) == 1:
             out = _gathered(vs[0], oks[0], rows)
-        else:
+        else:  # the rows grouped by chunk (a radix sort of small keys), each group taken
             out = np.empty(len(rows))
-            which = np.searchsorted(ends, rows, side="right")  # each row's chunk
+            which = np.searchsorted(ends, rows, side="right")
+            if len(vs) <= 1 << 16:  # numpy radix-sorts 16-bit keys (others: timsort)
+                which = which.astype(np.uint16)
+            by_chunk = np.argsort(which, kind="stable")
+            cuts = np.searchsorted(which[by_chunk], np.arange(len(vs) + 1))
             for i, (v, ok) in enumerate(zip(vs, oks, strict=True)):
-                here = which == i
-                if here.any():
+                here = by_chunk[cuts[i]:cuts[i + 1]]
+                if len(here):
                     out[here] = _gathered(v, ok, rows[here] - (ends[i] - len(v)))
         if inf_is_null:
             out[out == -np.inf] = np.nan
