@@ -78,6 +78,9 @@ class SlurmConnection(LocalConnection):
         self._by_task: dict[str, _Step] = {}  # running task key -> its step
         self._unreported: list[str] = []  # tasks whose step ended with the allocation
         self._down = ""  # set by a step that saw the allocation go: the pump raises HostDown
+        # slurmstepd's preemption line, once any step of the job has ended with it: Slurm
+        # preempts a whole job, so its other steps were preempted too, whatever they printed
+        self._preempted = ""
 
     # -- the allocation and the sentinel
     def allocation_command(self) -> list[str]:
@@ -269,8 +272,9 @@ class SlurmConnection(LocalConnection):
             ev = dict(ev, outcome="oom", reason="out of memory: Slurm killed the step "
                       f"({_line_of(_OOM, stderr, why)})")
         elif _PREEMPT.search(stderr) and not ok:
+            self._preempted = _line_of(_PREEMPT, stderr, why)
             ev = dict(exit_ev or {"rc": None, "sig": None}, outcome="preempted",
-                      reason=f"preempted by Slurm ({_line_of(_PREEMPT, stderr, why)})")
+                      reason=f"preempted by Slurm ({self._preempted})")
         elif exit_ev is not None and (ok or not _CANCELLED.search(stderr)):
             ev = exit_ev
         elif _CANCELLED.search(stderr) or self.proc.poll() is not None:
@@ -297,14 +301,19 @@ class SlurmConnection(LocalConnection):
             # recorded as such rather than as lost with the host.  srun itself gives a
             # step up to KillWait + a few seconds.
             gevent.joinall([s.glet for s in self._by_task.values()], timeout=15)
-            if _PREEMPT.search(self.stderr_tail()) or _PREEMPT.search(self._down):
+            # salloc's own words may not be read yet when a step has seen the job go (a
+            # run of the test suite under load recorded one of two preempted tasks as lost):
+            # a step that ended with slurmstepd's preemption line says it for the job.
+            if (self._preempted or _PREEMPT.search(self.stderr_tail())
+                    or _PREEMPT.search(self._down)):
                 # The whole job was preempted: a task whose step ended without slurmstepd
                 # saying so (it was still starting) was preempted all the same.
+                line = self._preempted or self.stderr_tail().splitlines()[0]
                 for key in [*self._unreported, *self._by_task]:
                     self.on_event({"ev": "exit", "key": key, "rc": None, "sig": None,
                                    "t": time.time(), "missing_outputs": [],
-                                   "outcome": "preempted", "reason": "preempted by Slurm ("
-                                   + self.stderr_tail().splitlines()[0][:300] + ")"})
+                                   "outcome": "preempted",
+                                   "reason": f"preempted by Slurm ({line[:300]})"})
             raise
 
     def _wake(self) -> None:
