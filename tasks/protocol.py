@@ -32,6 +32,9 @@ ENV_PYTHON = "PARALLEL_PYTHON"  # the worker's interpreter: apps' commands run o
 ENV_EMIT_FD = "PARALLEL_EMIT_FD"  # descriptor for streamed rows (see tasks.emit)
 ENV_TASK_ID = "PARALLEL_TASK_ID"  # the task's id
 ENV_ATTEMPT = "PARALLEL_ATTEMPT"  # its attempt number, 1-based
+# A random token of the agent that started the task, inherited by all it starts: the agent's
+# guardian finds by it what the agent's bookkeeping may lack (see head/worker/agent.py).
+ENV_AGENT_TOKEN = "PARALLEL_AGENT_TOKEN"
 # Descriptor for new tasks a running task hands to the head (see tasks.emit.spawn): one JSON
 # object per line, a Task's to_json().  Kept only if the attempt succeeds.
 ENV_SPAWN_FD = "PARALLEL_SPAWN_FD"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from helpers import (
     agent_pid,
+    cmdline,
     count,
     frozen_host,
     journal,
@@ -144,3 +145,40 @@ def test_an_agent_paused_briefly_and_often_is_not_fenced(tmp_path):
         os.kill(agent.pid, signal.SIGCONT)
         agent.stdin.close()
         agent.wait(30)
+
+
+def test_a_killed_agents_guardian_kills_what_the_agent_never_told_it_of(tmp_path):
+    """The guardian hears of a task's group just after the task has started, and a task's
+    ``setsid`` daemon leaves that group: an agent killed at the wrong moment left processes
+    the guardian did not know (the suite caught a task that outlived its paused agent and
+    would have run twice).  Every process a task starts carries the agent's token in its
+    environment; after an unclean end the guardian kills whatever carries it."""
+    import json
+    import subprocess
+    import sys
+
+    from lasair_parallel.head.connect.transport import agent_source
+
+    token = f"32.{time.time_ns() % 10**6:06d}"
+    agent = subprocess.Popen([sys.executable, "-c", agent_source(), json.dumps({"procs": 1})],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=tmp_path)
+    try:
+        assert json.loads(agent.stdout.readline())["ev"] == "hello"
+        run = {"op": "run", "key": "t#1", "cmd": f"setsid sleep {token} & sleep 60",
+               "env": {}, "timeout": None, "out": str(tmp_path / "t.out"),
+               "err": str(tmp_path / "t.err"), "outputs": []}
+        agent.stdin.write(json.dumps(run).encode() + b"\n")
+        agent.stdin.flush()
+        def daemons() -> list[int]:  # the task's shell has the token in its command too
+            return [p for p in processes_with(f"sleep {token}") if cmdline(p).startswith("sleep")]
+
+        wait_for(lambda: len(daemons()) == 1, timeout=10)
+        assert os.getsid(daemons()[0]) == daemons()[0]  # out of the task's group and session
+        os.kill(agent.pid, signal.SIGKILL)  # no clean end: the guardian is on its own
+        agent.wait(10)
+        wait_for(lambda: processes_with(f"sleep {token}") == [], timeout=5)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        for pid in processes_with(f"sleep {token}"):
+            os.kill(pid, signal.SIGKILL)

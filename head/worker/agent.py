@@ -37,6 +37,7 @@ import time
 # The wire format; when the agent is sent to a worker this import line is replaced by the
 # module's source (see transport.agent_source), so the agent stays one stdlib-only program.
 from lasair_parallel.tasks.protocol import (  # <protocol>
+    ENV_AGENT_TOKEN,
     ENV_ATTEMPT,
     ENV_EMIT_FD,
     ENV_PYTHON,
@@ -107,7 +108,7 @@ def _tail(path):
         return 0, ""
 
 
-def _guardian(read_fd, agent_pid, fence):
+def _guardian(read_fd, agent_pid, fence, token):
     """Child process: track task process groups; kill them all when the agent's pipe closes,
     or when the agent has been silent for ``fence`` seconds (frozen: SIGSTOP, a hung VM).
 
@@ -122,6 +123,7 @@ def _guardian(read_fd, agent_pid, fence):
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     groups = set()
+    clean = False  # the agent said it ended its tasks itself ("q"): nothing to look for
     buf = b""
     poller = select.poll()
     poller.register(read_fd, select.POLLIN)
@@ -151,12 +153,47 @@ def _guardian(read_fd, agent_pid, fence):
                 groups.add(pgid)
             elif sign == b"-":
                 groups.discard(pgid)
+            elif sign == b"q":
+                clean = True
     for pgid in groups:
         try:
             os.killpg(pgid, signal.SIGKILL)
         except OSError:
             pass
+    if not clean:
+        _kill_marked(token)
     os._exit(0)
+
+
+def _kill_marked(token):
+    """Kill every process that carries the agent's token in its environment, with its group.
+
+    The guardian learns a task's group from the agent just after the task has started, so
+    an agent frozen or killed in between leaves a task it never heard of.  The test suite
+    caught one under load (test_reconnecting_head_kills_leftovers_of_a_frozen_agent): of two
+    tasks started at once, the second outlived its paused agent, and it would have run a
+    second time.  A task's ``setsid`` daemon also leaves its group, and only a live agent
+    (the subreaper) kills it.  Every process a task starts inherits the token, so the
+    guardian scans /proc for it after an agent's unclean end.  A clean exit skips the scan:
+    the agent has killed its tasks itself.
+    """
+    mark = f"{ENV_AGENT_TOKEN}={token}".encode()
+    me = os.getpid()
+    for _ in range(3):  # again, for what a dying process had just forked
+        found = False
+        for d in os.listdir("/proc"):
+            if not d.isdigit() or int(d) == me:
+                continue
+            try:
+                with open(f"/proc/{d}/environ", "rb") as f:
+                    if mark not in f.read().split(b"\0"):
+                        continue
+            except OSError:
+                continue
+            found = True
+            _kill_tree_of(int(d))
+        if not found:
+            return
 
 
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
@@ -286,11 +323,12 @@ class Agent:
         if pidfile:
             _kill_previous(pidfile)
         agent_pid = os.getpid()
+        self.token = os.urandom(12).hex()  # unique to this agent: no pid reuse can match it
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(w)
-            _guardian(r, agent_pid, fence)
+            _guardian(r, agent_pid, fence, self.token)
         os.close(r)
         self.guardian_pid = pid
         self.guardian_w = w
@@ -321,6 +359,7 @@ class Agent:
         task_id, attempt = split_key(key)
         env[ENV_TASK_ID] = task_id
         env[ENV_ATTEMPT] = str(attempt)
+        env[ENV_AGENT_TOKEN] = self.token
         env.update(m.get("env") or {})
         cwd = m.get("cwd") or None
         for path in [m["out"], m["err"]] + list(m.get("outputs") or []):
@@ -512,6 +551,7 @@ class Agent:
             time.sleep(0.05)  # bounded wait for reapers at exit only, not a completion poll
         self.kill_orphans()
         self._drop_pidfile()
+        self.tell_guardian(b"q", 0)  # a clean end: the guardian need not look for leftovers
         os._exit(0)
 
     def _drop_pidfile(self):
