@@ -77,12 +77,16 @@ def _joined(parts: list, dtype, null, inv: np.ndarray | None) -> tuple[np.ndarra
     a = 0
     for p in parts:
         b = a + len(p)
-        dest = slice(a, b) if inv is None else inv[a:b]
-        out[dest] = values(p, dtype)
         ok = valid_mask(p)
-        if ok is not None:
-            had_null = True
-            out[(np.arange(a, b) if inv is None else dest)[~ok]] = null
+        if inv is None:
+            out[a:b] = values(p, dtype)
+            if ok is not None:
+                out[a:b][~ok] = null
+        else:
+            out[inv[a:b]] = values(p, dtype)
+            if ok is not None:
+                out[inv[a:b][~ok]] = null
+        had_null = had_null or ok is not None
         a = b
     return out, had_null
 
@@ -244,10 +248,8 @@ def float_taker(arr, inf_is_null: bool = False
 
     @functools.cache
     def finite() -> np.ndarray:
-        f = np.concatenate([np.isfinite(v) for v in vs]) if len(vs) > 1 else np.isfinite(vs[0])
-        for ok, end, v in zip(oks, ends, vs, strict=True):
-            if ok is not None:
-                f[end - len(v):end] &= ok
-        return f
+        fs = [np.isfinite(v) if ok is None else np.isfinite(v) & ok
+              for v, ok in zip(vs, oks, strict=True)]
+        return fs[0] if len(fs) == 1 else np.concatenate(fs)
 
     return take, finite
