@@ -113,26 +113,38 @@ def test_setsid_daemon_of_a_task_dies_with_it_over_ssh(sshbed, tmp_path):
     wait_for(lambda: processes_with(f"sleep {token}") == [], timeout=5)
 
 
-def test_an_agent_paused_briefly_and_often_is_not_fenced(tmp_path):
-    """A loaded worker schedules the agent late: paused 0.7 s at a time, over and over, with
-    a 1.5 s fence (--heartbeat-timeout 2).  Before, the agent told its guardian it lived once
-    per heartbeat (1 s), so a pause that began late in a beat left it silent for up to 1.7 s:
-    fenced, its task killed.  Now it tells it four times per fence."""
+def agent_running(tmp_path: Path, cfg: dict, cmd: str):
+    """An agent started directly (no head) with ``cfg``, past its hello, running ``cmd`` as
+    task ``t#1`` (its output in ``tmp_path``)."""
     import json
     import subprocess
     import sys
 
     from lasair_parallel.head.connect.transport import agent_source
 
-    cfg = {"procs": 1, "heartbeat": 1.0, "fence": 1.5}
     agent = subprocess.Popen([sys.executable, "-c", agent_source(), json.dumps(cfg)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=tmp_path)
     try:
         assert json.loads(agent.stdout.readline())["ev"] == "hello"
-        run = {"op": "run", "key": "t#1", "cmd": "sleep 5", "env": {}, "timeout": None,
+        run = {"op": "run", "key": "t#1", "cmd": cmd, "env": {}, "timeout": None,
                "out": str(tmp_path / "t.out"), "err": str(tmp_path / "t.err"), "outputs": []}
         agent.stdin.write(json.dumps(run).encode() + b"\n")
         agent.stdin.flush()
+    except BaseException:
+        agent.kill()
+        raise
+    return agent
+
+
+def test_an_agent_paused_briefly_and_often_is_not_fenced(tmp_path):
+    """A loaded worker schedules the agent late: paused 0.7 s at a time, over and over, with
+    a 1.5 s fence (--heartbeat-timeout 2).  Before, the agent told its guardian it lived once
+    per heartbeat (1 s), so a pause that began late in a beat left it silent for up to 1.7 s:
+    fenced, its task killed.  Now it tells it four times per fence."""
+    import json
+
+    agent = agent_running(tmp_path, {"procs": 1, "heartbeat": 1.0, "fence": 1.5}, "sleep 5")
+    try:
         for _ in range(5):  # 4.5 s: a pause of 0.7 s starting at every phase of a 1 s beat
             time.sleep(0.2)
             os.kill(agent.pid, signal.SIGSTOP)
@@ -153,22 +165,9 @@ def test_a_killed_agents_guardian_kills_what_the_agent_never_told_it_of(tmp_path
     the guardian did not know (the suite caught a task that outlived its paused agent and
     would have run twice).  Every process a task starts carries the agent's token in its
     environment; after an unclean end the guardian kills whatever carries it."""
-    import json
-    import subprocess
-    import sys
-
-    from lasair_parallel.head.connect.transport import agent_source
-
     token = f"32.{time.time_ns() % 10**6:06d}"
-    agent = subprocess.Popen([sys.executable, "-c", agent_source(), json.dumps({"procs": 1})],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=tmp_path)
+    agent = agent_running(tmp_path, {"procs": 1}, f"setsid sleep {token} & sleep 60")
     try:
-        assert json.loads(agent.stdout.readline())["ev"] == "hello"
-        run = {"op": "run", "key": "t#1", "cmd": f"setsid sleep {token} & sleep 60",
-               "env": {}, "timeout": None, "out": str(tmp_path / "t.out"),
-               "err": str(tmp_path / "t.err"), "outputs": []}
-        agent.stdin.write(json.dumps(run).encode() + b"\n")
-        agent.stdin.flush()
         def daemons() -> list[int]:  # the task's shell has the token in its command too
             return [p for p in processes_with(f"sleep {token}") if cmdline(p).startswith("sleep")]
 
