@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from lasair_parallel.head.appload import AppRef, import_planner, plan_context, resolve
 from lasair_parallel.head.connect.hosts import MAX_PROCS, WHY_MAX_PROCS, HostsError, HostSpec
@@ -39,6 +40,9 @@ from lasair_parallel.tasks.app import AppError, PlanContext
 from lasair_parallel.tasks.errors import RunFailed, UsageError
 from lasair_parallel.tasks.model import Task, command_ids
 from lasair_parallel.tasks.tasklist import read_task_list
+
+if TYPE_CHECKING:  # imported where agents start: it imports gevent (~30 ms)
+    from lasair_parallel.head.core.early import EarlyAgents
 
 __all__ = ["Attempt", "Prepared", "RunResult", "TaskResult", "Worker", "default_workers",
            "execute", "load_app", "prepare", "read_hosts", "run"]
@@ -138,6 +142,7 @@ class Prepared:
     description: str = ""
     hosts_file: str | None = None
     procs: int | None = None
+    early: EarlyAgents | None = None  # local agents started during the plan (start_agents)
 
 
 class _ArgError(Exception):
@@ -172,9 +177,14 @@ def prepare(work: str | os.PathLike | Sequence[str | Task], workers=None, *,
             clean_workers: bool = False,
             hosts_file: str | None = None, task_seconds: float | None = None,
             backups: bool = True, spawn_depth: int = SPAWN_DEPTH,
-            spawn_max: int = SPAWN_MAX) -> Prepared:
-    """Check every input and plan the tasks; nothing runs and nothing is written but an
-    app's code snapshot.  Raises :class:`UsageError` subclasses with the fix.
+            spawn_max: int = SPAWN_MAX, start_agents: bool = False) -> Prepared:
+    """Check every input and plan the tasks; nothing is written but an app's code snapshot.
+    Raises :class:`UsageError` subclasses with the fix.
+
+    Nothing runs but, with ``start_agents`` and an app, the local workers' agents: started
+    before the app is imported, they come up while it plans, and :func:`execute` takes them
+    over.  They run nothing and write nothing before that; they exit when this raises, or
+    when the process ends without :func:`execute`.
 
     ``task_seconds``: the longest wanted task (splittable tasks spawn the rest; None: from
     the measured rate); ``backups``: copies of stragglers on idle slots at the end;
@@ -192,6 +202,24 @@ def prepare(work: str | os.PathLike | Sequence[str | Task], workers=None, *,
         raise UsageError(f"--task-seconds {task_seconds}: give seconds above 0")
     if spawn_depth < 0 or spawn_max < 0:
         raise UsageError("--spawn-depth and --spawn-max: give whole numbers, 0 or more")
+    early = None
+    if start_agents and isinstance(work, str):  # an app: its import and plan take a while
+        from lasair_parallel.head.core.early import EarlyAgents
+
+        early = EarlyAgents(hosts, opts.heartbeat, opts.heartbeat_timeout)
+    try:
+        return _prepare(work, args, name, run_dir, task_seconds, hosts, opts, workers,
+                        hosts_file, procs, early)
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
+
+
+def _prepare(work: str | os.PathLike | Sequence[str | Task], args: Sequence[str],
+             name: str | None, run_dir: str | os.PathLike | None, task_seconds: float | None,
+             hosts: list[HostSpec], opts: Options, workers, hosts_file: str | None,
+             procs: int | None, early: EarlyAgents | None) -> Prepared:
     app = ref = app_args = ctx = None
     description = ""
     if isinstance(work, os.PathLike):
@@ -210,28 +238,35 @@ def prepare(work: str | os.PathLike | Sequence[str | Task], workers=None, *,
         if args and not isinstance(args, (list, tuple)):
             raise UsageError("args: give the app's options as a list of strings")
         app_args = parse_app_args(app, ref, args)
-        ctx = plan_context(ref, rdir, slots=sum(h.procs for h in hosts), hosts=len(hosts))
-        # What an earlier run in this run directory measured (head.core.sizing).
-        ctx = replace(ctx, rate=measured_rate(rdir), task_seconds=task_seconds)
-        try:
-            tasks = list(app.plan(app_args, ctx))
-        except AppError:
-            raise
-        except ValueError as e:
-            raise AppError(f"{ref.name}: {e}") from None
-        if hasattr(app, "describe"):
-            description = app.describe(app_args, ctx, tasks)
-        if hasattr(app, "gather") and getattr(app, "GATHER_OUTPUTS", None):
-            # The reduction as a journaled task on a worker, after every planned task.
-            outputs = [str(ctx.run_dir / name) for name in app.GATHER_OUTPUTS]
-            tasks.append(ctx.gather_task(app_args, tasks, outputs, id=f"{ref.name}-gather"))
+        tasks, ctx, description = _plan(app, ref, app_args, hosts, rdir, task_seconds)
     elif args:
         raise UsageError(f"unexpected app arguments {shlex.join(map(str, args))!r} with a "
                          "task list")
     return Prepared(tasks=tasks, hosts=hosts, run_dir=rdir, name=name, opts=opts, app=app,
                     app_ref=ref, app_args=app_args, plan_ctx=ctx, description=description,
                     hosts_file=hosts_file or (str(workers) if isinstance(workers, (str, os.PathLike))
-                                              else None), procs=procs)
+                                              else None), procs=procs, early=early)
+
+
+def _plan(app: ModuleType, ref: AppRef, app_args: argparse.Namespace, hosts: list[HostSpec],
+          rdir: Path, task_seconds: float | None) -> tuple[list[Task], PlanContext, str]:
+    """The app's tasks (with its gather task, if it names outputs), its plan context and its
+    description of the plan."""
+    ctx = plan_context(ref, rdir, slots=sum(h.procs for h in hosts), hosts=len(hosts))
+    # What an earlier run in this run directory measured (head.core.sizing).
+    ctx = replace(ctx, rate=measured_rate(rdir), task_seconds=task_seconds)
+    try:
+        tasks = list(app.plan(app_args, ctx))
+    except AppError:
+        raise
+    except ValueError as e:
+        raise AppError(f"{ref.name}: {e}") from None
+    description = app.describe(app_args, ctx, tasks) if hasattr(app, "describe") else ""
+    if hasattr(app, "gather") and getattr(app, "GATHER_OUTPUTS", None):
+        # The reduction as a journaled task on a worker, after every planned task.
+        outputs = [str(ctx.run_dir / name) for name in app.GATHER_OUTPUTS]
+        tasks.append(ctx.gather_task(app_args, tasks, outputs, id=f"{ref.name}-gather"))
+    return tasks, ctx, description
 
 
 def check_values(*, retries: int, retry_delay: float, timeout: float | None,
@@ -277,10 +312,16 @@ def execute(p: Prepared, *, on_result: Callable[[TaskResult], None] | None = Non
     if on_result is not None:
         def callback(journal, task_id):
             on_result(read_results(journal.db, [task_id])[task_id])
-    outcome = run_tasks(p.hosts, p.tasks, p.run_dir, p.name, p.opts, command_line=command_line,
-                        progress=progress, app=p.app, app_args=p.app_args, app_ctx=p.plan_ctx,
-                        hosts_file=p.hosts_file, procs=p.procs, stream_loader=stream_loader,
-                        handle_signals=handle_signals, notify=notify, on_task=callback)
+    try:
+        outcome = run_tasks(p.hosts, p.tasks, p.run_dir, p.name, p.opts,
+                            command_line=command_line, progress=progress, app=p.app,
+                            app_args=p.app_args, app_ctx=p.plan_ctx, hosts_file=p.hosts_file,
+                            procs=p.procs, stream_loader=stream_loader,
+                            handle_signals=handle_signals, notify=notify, on_task=callback,
+                            early=p.early)
+    finally:
+        if p.early is not None:
+            p.early.close()  # those the scheduler did not take over (nothing left to run)
     db = open_readonly(p.run_dir)
     try:
         results = read_results(db)  # the planned tasks and those they spawned
@@ -305,6 +346,6 @@ def run(work: str | os.PathLike | Sequence[str | Task], workers=None, *,
     ``on_result`` is called with each task's :class:`TaskResult` as it succeeds or fails for
     good.  Rerunning with the same ``run_dir`` resumes: finished tasks are not run again.
     """
-    p = prepare(work, workers, args=args, **options)
+    p = prepare(work, workers, args=args, start_agents=True, **options)
     return execute(p, on_result=on_result, progress=progress, handle_signals=handle_signals,
                    command_line=shlex.join([sys.argv[0] if sys.argv else "python", "(api)"]))

@@ -160,7 +160,7 @@ def run(ctx: click.Context, app: str | None, tasks_file: str | None, workers: st
             verify_host_keys=not no_host_key_check, hosts_file=hosts_file,
             clean_workers=clean_workers,
             task_seconds=task_seconds, backups=not no_backups, spawn_depth=spawn_depth,
-            spawn_max=spawn_max)
+            spawn_max=spawn_max, start_agents=True)
     except ParallelError as e:
         fail(str(e))
     except (ValueError, OSError) as e:

@@ -194,10 +194,27 @@ class Connection:
         return {"procs": self.spec.procs, "heartbeat": self.heartbeat,
                 "fence": fence_after(self.heartbeat, self.heartbeat_timeout), "slot": self.slot}
 
+    _started = False
+
+    def start(self) -> None:
+        """Connect and start the agent without waiting for it (``open`` then reads its
+        hello): a local agent so started comes up while the head plans."""
+        if not self._started:
+            self._started = True
+            self._open()
+
+    def claim(self, on_event: Callable[[dict], None], slot: str) -> None:
+        """Take over an agent started with no slot (``start`` before the run's lock was held):
+        its events go to ``on_event`` from now, and its first op names the run's ``slot``,
+        so it kills what a previous agent of the run left before any task starts."""
+        self.on_event = on_event
+        self.slot = slot
+        self.send({"op": "slot", "slot": slot})
+
     def open(self) -> dict:
-        """Connect and start the agent; return its hello message."""
+        """Connect and start the agent (unless ``start`` did); return its hello message."""
         t0 = time.monotonic()
-        self._open()
+        self.start()
         t1 = time.monotonic()
         msg = self._next_event_during_open()
         log.debug("%s: session and agent command sent in %.3f s, hello %.3f s later",

@@ -17,6 +17,7 @@ from lasair_parallel.head.connect.hosts import HostSpec, Resolving
 from lasair_parallel.head.connect.transport import warm_ssh
 from lasair_parallel.head.core import dynjournal
 from lasair_parallel.head.core.deps import validate as validate_deps
+from lasair_parallel.head.core.early import EarlyAgents
 from lasair_parallel.head.core.journal import Journal
 from lasair_parallel.head.core.options import Options
 from lasair_parallel.head.core.progress import Progress
@@ -55,14 +56,17 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
             app_args=None, app_ctx=None, hosts_file: str | None = None,
             procs: int | None = None, stream_loader=None, handle_signals: bool = False,
             notify: Callable[[str], None] | None = None,
-            on_task: Callable[[Journal, str], None] | None = None) -> RunResult:
+            on_task: Callable[[Journal, str], None] | None = None,
+            early: EarlyAgents | None = None) -> RunResult:
     """Run ``tasks`` (skipping those an earlier run finished) and return the outcome.
 
     ``hosts_file`` (with the ``--procs`` override) is watched during the run: workers added
     to it join, workers removed from it are drained (see :mod:`lasair_parallel.head.core.elastic`).
     ``notify`` receives the lines a user should see (the CLI prints them; the library default
     logs them); ``on_task`` is called with the journal and a task id when the task succeeds or
-    fails for good; ``handle_signals`` installs SIGINT/SIGTERM handlers that stop the run.
+    fails for good; ``handle_signals`` installs SIGINT/SIGTERM handlers that stop the run;
+    ``early``: local agents started while the app planned, taken over by the scheduler (the
+    caller closes those it did not take).
     """
     notify = notify or log.info
     from lasair_parallel.head.core.elastic import HostWatcher
@@ -115,7 +119,7 @@ def execute(hosts: list[HostSpec], tasks: list[Task], run_dir: Path, name: str, 
 
         sched = Scheduler(hosts, todo, journal, opts, name, on_change=on_change,
                           on_task=(lambda tid: on_task(journal, tid)) if on_task else None,
-                          depths=depths, resolving=resolving)
+                          depths=depths, resolving=resolving, early=early)
         if stream_loader is not None:
             sched.spools.on_commit = stream_loader.submit
         stop = _install_signal_handlers(sched, notify) if handle_signals else (lambda: None)

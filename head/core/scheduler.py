@@ -25,6 +25,7 @@ from lasair_parallel.head.connect.transport import (
     warm_ssh,
 )
 from lasair_parallel.head.core.dynamic import Dynamic
+from lasair_parallel.head.core.early import EarlyAgents
 from lasair_parallel.head.core.failures import (
     describe_error,
     exited_well,
@@ -97,8 +98,11 @@ class Scheduler(HostSet):
                  opts: Options, run_name: str,
                  on_change: Callable[[Scheduler], None] | None = None,
                  on_task: Callable[[str], None] | None = None,
-                 depths: dict[str, int] | None = None, resolving: Resolving | None = None):
-        """``resolving``: the SSH workers' ``ssh -G``, already started (runner.execute)."""
+                 depths: dict[str, int] | None = None, resolving: Resolving | None = None,
+                 early: EarlyAgents | None = None):
+        """``resolving``: the SSH workers' ``ssh -G``, already started (runner.execute);
+        ``early``: local agents started while the app planned, taken over here."""
+        self.early = early
         self.t0 = time.monotonic()  # for the debug log's timeline of a run's start and end
         self.opts = opts
         self.journal = journal
@@ -236,7 +240,7 @@ class Scheduler(HostSet):
                 self._drained(h)
                 return
             h.state = "connecting"
-            conn = self._connection(h)
+            conn = self._claimed(h) or self._connection(h)
             h.conn = conn
             try:
                 hello = conn.open()
@@ -301,6 +305,13 @@ class Scheduler(HostSet):
         return open_connection(h.spec, h.target, on_event, self.opts.heartbeat,
                                self.opts.heartbeat_timeout, self.opts.verify_host_keys,
                                slot=self._slot(h))
+
+    def _claimed(self, h: HostState) -> Connection | None:
+        """``h``'s agent started during the plan (its first connection only), now this run's."""
+        conn = self.early.take(h.spec) if self.early is not None else None
+        if conn is not None:
+            conn.claim(lambda ev, h=h: self._on_event(h, ev), self._slot(h))
+        return conn
 
     def _slot(self, h: HostState) -> str:
         """This run's name for one host, on that host (the agent's pid file there): a new

@@ -7,6 +7,9 @@ task blocks in ``wait4``, a heartbeat thread sleeps between beats; the main thre
 
     head -> agent   {"op": "run", "key", "cmd", "cwd", "env", "timeout", "out", "err", "outputs"}
                     {"op": "kill", "key"}
+                    {"op": "slot", "slot"}  (an agent started before the head held the run's
+                                             lock: kill the run's previous agent here now)
+                    {"op": "stop"}
                     EOF on stdin: kill every task and exit (the head went away)
     agent -> head   {"ev": "hello", "pid", "hostname", "cores", "python", "executable", "cwd",
                      "memfree", "load", "disk_free", "version"}
@@ -284,6 +287,14 @@ def _kill_tree_of(pid):
         pass
 
 
+def _pidfile_of(slot):
+    """The pid file of this run's agent on this host (``slot`` names the run directory and
+    host label), read by the next agent of the run."""
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"lasair-agent-{os.getuid()}-{slot}.pid")
+
+
 def _kill_previous(pidfile):
     """A reconnecting head's new agent: kill the previous agent of this run and host (it may
     be frozen, and its guardian with it), so its tasks die before they run again here."""
@@ -332,13 +343,25 @@ class Agent:
         os.close(r)
         self.guardian_pid = pid
         self.guardian_w = w
-        self.pidfile = pidfile
+        self.pidfile = None
         if pidfile:
-            try:
-                with open(pidfile, "w") as f:
-                    f.write(f"{agent_pid} {pid}\n")
-            except OSError:
-                pass
+            self._write_pidfile(pidfile)
+
+    def claim(self, slot):
+        """Become this run's agent on this host now (an agent the head started before it held
+        the run's lock, ``slot`` then comes as an op before any task): kill the previous agent
+        its pid file names, as a new agent does at start, and write ours."""
+        pidfile = _pidfile_of(slot)
+        _kill_previous(pidfile)
+        self._write_pidfile(pidfile)
+
+    def _write_pidfile(self, pidfile):
+        self.pidfile = pidfile
+        try:
+            with open(pidfile, "w") as f:
+                f.write(f"{os.getpid()} {self.guardian_pid}\n")
+        except OSError:
+            pass
 
     def send(self, msg):
         data = (json.dumps(msg, separators=(",", ":")) + "\n").encode()
@@ -585,6 +608,8 @@ class Agent:
                 self.run(m)
             elif op == "kill":
                 self.kill(m["key"])
+            elif op == "slot":
+                self.claim(m["slot"])
             elif op == "stop":
                 break
         self.shutdown()
@@ -624,11 +649,7 @@ def project_version():
 def main(argv):
     cfg = json.loads(argv[1]) if len(argv) > 1 else {}
     signal.signal(signal.SIGHUP, lambda *a: None)  # a hang-up is seen as EOF on stdin instead
-    pidfile = None
-    if cfg.get("slot"):  # one file per run directory and host label, for the next agent
-        import tempfile
-        pidfile = os.path.join(tempfile.gettempdir(),
-                               f"lasair-agent-{os.getuid()}-{cfg['slot']}.pid")
+    pidfile = _pidfile_of(cfg["slot"]) if cfg.get("slot") else None
     Agent(int(cfg.get("procs", 1)), float(cfg.get("heartbeat", 1.0)), cfg.get("fence"),
           pidfile).main()
 
