@@ -122,6 +122,37 @@ def test_table_read_by_scans_gets_one_block_per_slot(tmp_path, arrival, per_slot
     assert len(tasks) == 3 if per_slot == 1 else 6 <= len(tasks) <= 7
 
 
+def test_planning_an_unclustered_sqlite_table_leaves_numpy_unimported(tmp_path):
+    """The head plans a SQLite table read by scans without numpy (lazynp): its import was
+    0.07-0.1 s of every such run's start.  In a fresh interpreter, as the head's."""
+    import subprocess
+    import sys
+
+    from lasair_parallel.apps.rebuild_objects.sources.dbwrite import (
+        LIVE_INDEX_COLUMNS,
+        write_sqlite,
+    )
+    from lasair_parallel.apps.rebuild_objects.sources.replicate import (
+        arrival_order,
+        replicated_sample,
+    )
+
+    det = replicated_sample(300)
+    db = tmp_path / "c.db"
+    write_sqlite(db, det, order=arrival_order(det), index=LIVE_INDEX_COLUMNS)
+    code = (
+        "import sys\n"
+        "from lasair_parallel.apps.rebuild_objects import app\n"
+        "from lasair_parallel.head.appload import plan_context, resolve\n"
+        f"args = app.build_parser().parse_args(['--source', 'sqlite:///{db}'])\n"
+        f"ctx = plan_context(resolve('rebuild_objects'), __import__('pathlib').Path({str(tmp_path)!r}), 2, 1)\n"
+        "tasks = app.plan(args, ctx)\n"
+        "print(len(tasks), 'numpy' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["2", "False"], p.stdout + p.stderr
+
+
 def test_load_to_ends_the_run_with_a_journaled_load_task(tmp_path):
     """--load-to: one more task after every block (and its spawned pieces) loads the shards;
     a rerun loads nothing twice."""

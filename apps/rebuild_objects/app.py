@@ -6,8 +6,8 @@ import argparse
 import hashlib
 import re
 
-import numpy as np
 from lasair_parallel.apps.rebuild_objects import TASK_ENV
+from lasair_parallel.apps.rebuild_objects.lazynp import np
 from lasair_parallel.tasks import Task, python_command
 from lasair_parallel.tasks.app import PlanContext
 from lasair_parallel.tasks.outputs import atomic_write
@@ -79,7 +79,7 @@ def _task_id(first: str, last: str, tag: str) -> str:
 
 
 def _blocks(src, args: argparse.Namespace, ctx: PlanContext
-            ) -> list[tuple[str, str, float, np.ndarray]]:
+            ) -> list[tuple[str, str, float, np.ndarray | tuple[()]]]:
     """(first objectId, last objectId, weight, the block's objectIds) per block, heaviest
     first; the weight is the block's detections, or its rows in the index where it is cut
     from the index.
@@ -94,7 +94,7 @@ def _blocks(src, args: argparse.Namespace, ctx: PlanContext
     cut = scanned(lambda total: block_weight(float(total), ctx.slots, args.rate,
                                              args.task_seconds, per_slot=1)) if scanned else None
     if cut is not None:
-        return [(b.first, b.last, float(b.rows), np.array([], dtype=object)) for b in cut]
+        return [(b.first, b.last, float(b.rows), ()) for b in cut]  # names: not needed
     ids, counts = src.list_objects()
     if len(ids) == 0:
         return []

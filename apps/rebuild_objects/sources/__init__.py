@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import numpy as np
+from lasair_parallel.apps.rebuild_objects.lazynp import np
 from lasair_parallel.apps.rebuild_objects.sources.base import Detections
 
 

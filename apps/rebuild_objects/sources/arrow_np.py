@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-import numpy as np
+from lasair_parallel.apps.rebuild_objects.lazynp import np
 
 
 def compute(name: str, *args, options=None):

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
+from lasair_parallel.apps.rebuild_objects.lazynp import np
 
 # Lasair `candidates` columns the features read, in this order everywhere (SQL select lists,
 # Cassandra prepared statements, synthetic generation).

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
-import numpy as np
+from lasair_parallel.apps.rebuild_objects.lazynp import np
 from lasair_parallel.apps.rebuild_objects.sources.arrow_read import (
     EVERY_ID,
     ArrowFallback,

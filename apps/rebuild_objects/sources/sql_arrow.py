@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import numpy as np
+from lasair_parallel.apps.rebuild_objects.lazynp import np
 from lasair_parallel.apps.rebuild_objects.sources.arrow_read import (
     EVERY_ID,
     SAMPLE,
