@@ -177,7 +177,7 @@ def describe(args: argparse.Namespace, ctx: PlanContext, tasks: list[Task]) -> s
     heaviest = max((t.weight for t in tasks), default=0)
     work = total / args.rate
     # Weights count light-curve rows: detections, or every row of the objectId index where
-    # a table read by scans is cut from it (sources.sqlite_blocks).
+    # a table read by scans is cut from it (sources.sqlite_blocks, sources.mysql_blocks).
     return (f"rebuild_objects: {len(tasks)} tasks, {total:.0f} rows (heaviest task "
             f"{heaviest:.0f}); ~{work:.1f} s of work at {args.rate:g} rows/s per process, "
             f"~{max(work / max(ctx.slots, 1), heaviest / args.rate):.1f} s on {ctx.slots} slots")

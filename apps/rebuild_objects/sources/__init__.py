@@ -20,9 +20,9 @@ class Source(Protocol):
     """What the planner and the task need from a source.
 
     A source may also offer ``scanned_blocks(max_rows_of)``: the blocks of a table whose every
-    block is read by a whole-table scan, cut without listing the objects (``SqlSource``'s, for
-    SQLite: ``sqlite_blocks``); the planner asks for it first and lists the objects when it is
-    missing or answers None.
+    block is read by a whole-table scan, cut without listing the objects (``SqlSource``'s:
+    ``sqlite_blocks``, ``mysql_blocks``); the planner asks for it first and lists the objects
+    when it is missing or answers None.
     """
 
     #: True when a contiguous block can be read by its first and last objectId; otherwise the

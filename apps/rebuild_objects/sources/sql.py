@@ -41,6 +41,7 @@ from lasair_parallel.apps.rebuild_objects.sources.base import (
     clean_ssnamenr,
     concat,
 )
+from lasair_parallel.apps.rebuild_objects.sources.mysql_blocks import walk_blocks as mysql_walk
 from lasair_parallel.apps.rebuild_objects.sources.sql_arrow import (
     connectorx_installed,
     lazy_read_sql,
@@ -130,10 +131,11 @@ class SqlSource:
         return self.list_rows()
 
     def scanned_blocks(self, max_rows_of: Callable[[int], float]) -> list[Block] | None:
-        """Blocks of about ``max_rows_of(total rows)`` rows, heaviest first, cut from
-        the objectId index without listing the objects (``sqlite_blocks``), when every block
-        is read by a scan of the whole table (the planner's one block per slot); None when
-        that does not hold or the index cannot tell (the planner lists the objects)."""
+        """Blocks of about ``max_rows_of(total rows)`` rows, heaviest first, cut from the
+        objectId index without listing the objects (``sqlite_blocks``, ``mysql_blocks``),
+        when every block is read by a scan of the whole table (the planner's one block per
+        slot); None when that does not hold or the index cannot tell (the planner lists the
+        objects)."""
         # read_mode keeps its answer: the listing, when this cannot cut, does not ask again
         if self.walk is None or self.read_mode(*EVERY_ID) != "scan":
             return None
@@ -347,4 +349,5 @@ def mysql_source(spec: str) -> SqlSource:
     return SqlSource(connect, table, "%s",
                      "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY", spec, "`",
                      arrow=mysql_arrow(kw, table) if use_arrow else None,
-                     reader=q.get("reader", "auto"), decide=mysql_decide)
+                     reader=q.get("reader", "auto"), decide=mysql_decide,
+                     walk=lambda max_rows_of: mysql_walk(connect, table, max_rows_of))

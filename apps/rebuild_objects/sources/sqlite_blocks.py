@@ -57,43 +57,58 @@ def walk_blocks(connect: Callable[[], sqlite3.Connection], table: str,
         if (candid_never_null(conn, table) is None or collates(conn, table)
                 or not _walks_index(conn, table)):
             return None
-        blocks = _walk(conn, table, max_rows_of)
+        blocks = walk_index(first_value(conn.execute), table, "?", "BEGIN", max_rows_of)
     except sqlite3.Error:
         return None
     finally:
         conn.close()
-    return sorted(blocks, key=lambda b: -b.rows)  # stable: index order among equals
+    return heaviest_first(blocks)
 
 
-def _walk(conn: sqlite3.Connection, table: str, max_rows_of: Callable[[int], float]
-          ) -> list[Block]:
-    """The cut, in index order, in one read transaction (one snapshot of a table that is
-    being filled)."""
-    t = table
-    conn.execute("BEGIN")
+def first_value(execute: Callable) -> Callable[..., object]:
+    """``one(sql, args)`` over a DB-API ``execute`` that returns its cursor: the first column
+    of the first row, or None (no row: BEGIN, COMMIT)."""
+    def one(sql: str, args: tuple = ()) -> object:
+        row = execute(sql, args).fetchone()
+        return None if row is None else row[0]
+
+    return one
+
+
+def heaviest_first(blocks: list[Block]) -> list[Block]:
+    """As ``tasks.weights.split_by_weight`` orders blocks (stable: index order among equals)."""
+    return sorted(blocks, key=lambda b: -b.rows)
+
+
+def walk_index(one: Callable[..., object], table: str, mark: str, begin: str,
+               max_rows_of: Callable[[int], float]) -> list[Block]:
+    """The cut, in index order, in one read transaction (``begin``: one snapshot of a table
+    that is being filled).  ``one(sql, args)``: the first column of the first row of a query
+    whose parameters are written ``mark``; the dialect's walk is the same (SQLite, MySQL)."""
+    t, m = table, mark
+    one(begin)
     try:
-        total = conn.execute(f"SELECT count(*) FROM {t} WHERE objectId IS NOT NULL").fetchone()[0]
+        total = one(f"SELECT count(*) FROM {t} WHERE objectId IS NOT NULL")
         if not total:
             return []
-        step = max(1, math.ceil(max_rows_of(total)))
+        step = max(1, math.ceil(max_rows_of(int(total))))
         blocks = []
-        left = total  # rows from ``first`` on
-        first = conn.execute(f"SELECT min(objectId) FROM {t}").fetchone()[0]
+        left = int(total)  # rows from ``first`` on
+        first = one(f"SELECT min(objectId) FROM {t}")
         while left > step:
-            last = conn.execute(f"SELECT objectId FROM {t} WHERE objectId >= ? ORDER BY "
-                                "objectId LIMIT 1 OFFSET ?", (first, step - 1)).fetchone()[0]
-            rows = conn.execute(f"SELECT count(*) FROM {t} WHERE objectId BETWEEN ? AND ?",
-                                (first, last)).fetchone()[0]
-            blocks.append(Block(str(first), str(last), int(rows)))
+            last = one(f"SELECT objectId FROM {t} WHERE objectId >= {m} ORDER BY objectId "
+                       f"LIMIT 1 OFFSET {int(step - 1)}", (first,))
+            rows = int(one(f"SELECT count(*) FROM {t} WHERE objectId BETWEEN {m} AND {m}",
+                           (first, last)))
+            blocks.append(Block(str(first), str(last), rows))
             left -= rows
-            first = conn.execute(f"SELECT min(objectId) FROM {t} WHERE objectId > ?",
-                                 (last,)).fetchone()[0]
+            first = one(f"SELECT min(objectId) FROM {t} WHERE objectId > {m}", (last,))
         if left:  # the rest is one block: no walk needed to find its end or count it
-            last = conn.execute(f"SELECT max(objectId) FROM {t}").fetchone()[0]
-            blocks.append(Block(str(first), str(last), int(left)))
+            last = one(f"SELECT max(objectId) FROM {t}")
+            blocks.append(Block(str(first), str(last), left))
         return blocks
     finally:
-        conn.execute("COMMIT")
+        one("COMMIT")
 
 
 def collates(conn: sqlite3.Connection, table: str) -> bool:
