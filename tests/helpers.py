@@ -161,3 +161,27 @@ def gate_when(run: Path, sql: str, at_least: int, gate: Path) -> Iterator[None]:
     finally:
         done.set()
         t.join(10)
+
+
+def assert_blocks_cover(blocks, ids: list[str], counts, cut: str) -> None:
+    """A walk's blocks (``sources.sqlite_blocks`` / ``mysql_blocks``, cut by ``cut``: a
+    number of blocks, or rows a block when it has a '.') against the listing's ids and
+    counts: heaviest first, contiguous in the listing's order (every object once), each with
+    its objects' counts, at least max_rows and only its last object past it, no remainder."""
+    total = int(sum(counts))
+    max_rows = float(cut) if "." in cut else total / int(cut)
+    assert blocks is not None
+    assert [b.rows for b in blocks] == sorted((b.rows for b in blocks), reverse=True)
+    where = {oid: i for i, oid in enumerate(ids)}
+    ordered = sorted(blocks, key=lambda b: where[b.first])
+    start = 0
+    for k, b in enumerate(ordered):
+        assert b.first == ids[start]  # contiguous: no object skipped or read twice
+        end = where[b.last] + 1
+        assert b.rows == int(sum(counts[start:end]))
+        if k < len(ordered) - 1:
+            assert max_rows <= b.rows < max_rows + counts[end - 1]
+        start = end
+    assert start == len(ids)
+    if "." not in cut:
+        assert len(blocks) <= int(cut)  # no remainder block of a few objects

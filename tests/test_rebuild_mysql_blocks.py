@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import assert_blocks_cover
 from lasair_parallel.apps.rebuild_objects.sources import open_source
 from lasair_parallel.apps.rebuild_objects.sources.dbwrite import LIVE_INDEX_COLUMNS, write_mysql
 from lasair_parallel.apps.rebuild_objects.sources.mysql_blocks import walk_blocks
@@ -43,24 +44,9 @@ def test_blocks_cover_the_servers_listing_in_order_with_its_counts(mariadb_serve
                                                                    monkeypatch):
     monkeypatch.setenv("MYSQL_PWD", mariadb_server.password)
     ids, counts = listing(mariadb_server, live)
-    total = sum(counts)
-    max_rows = float(cut) if "." in cut else total / int(cut)
+    max_rows = float(cut) if "." in cut else sum(counts) / int(cut)
     blocks = walk_blocks(lambda: mariadb_server.connect(live), "candidates", lambda n: max_rows)
-    assert blocks is not None
-    assert [b.rows for b in blocks] == sorted((b.rows for b in blocks), reverse=True)
-    where = {oid: i for i, oid in enumerate(ids)}
-    ordered = sorted(blocks, key=lambda b: where[b.first])
-    start = 0
-    for k, b in enumerate(ordered):
-        assert b.first == ids[start]  # contiguous in the server's order: none skipped or twice
-        end = where[b.last] + 1
-        assert b.rows == sum(counts[start:end])
-        if k < len(ordered) - 1:  # at least max_rows, and only the last object past it
-            assert max_rows <= b.rows < max_rows + counts[end - 1]
-        start = end
-    assert start == len(ids)
-    if "." not in cut:
-        assert len(blocks) <= int(cut)  # no remainder block of a few objects
+    assert_blocks_cover(blocks, ids, counts, cut)  # in the server's order: its listing's
 
 
 def test_the_planner_cuts_the_table_without_listing_it(mariadb_server, live, tmp_path,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_rebuild_task
+from helpers import assert_blocks_cover, run_rebuild_task
 from lasair_parallel.apps.rebuild_objects import app
 from lasair_parallel.apps.rebuild_objects.sources import open_source
 from lasair_parallel.apps.rebuild_objects.sources.dbwrite import LIVE_INDEX_COLUMNS, write_sqlite
@@ -44,24 +44,9 @@ def listing(db: Path) -> tuple[list[str], np.ndarray]:
 @pytest.mark.parametrize("cut", ["1", "2", "3", "7", "997.3"])
 def test_blocks_cover_the_listing_in_order_with_its_counts(live, cut):
     ids, counts = listing(live)
-    total = int(counts.sum())
-    max_rows = float(cut) if "." in cut else total / int(cut)
+    max_rows = float(cut) if "." in cut else int(counts.sum()) / int(cut)
     blocks = walk_blocks(connector(live), "candidates", lambda n: max_rows)
-    assert blocks is not None
-    assert [b.rows for b in blocks] == sorted((b.rows for b in blocks), reverse=True)
-    where = {oid: i for i, oid in enumerate(ids)}
-    ordered = sorted(blocks, key=lambda b: where[b.first])
-    start = 0
-    for k, b in enumerate(ordered):
-        assert b.first == ids[start]  # contiguous: no object skipped or read twice
-        end = where[b.last] + 1
-        assert b.rows == int(counts[start:end].sum())
-        if k < len(ordered) - 1:  # at least max_rows, and only the last object past it
-            assert max_rows <= b.rows < max_rows + counts[end - 1]
-        start = end
-    assert start == len(ids)
-    if "." not in cut:
-        assert len(blocks) <= int(cut)  # no remainder block of a few objects
+    assert_blocks_cover(blocks, ids, counts, cut)
 
 
 def test_planner_cuts_a_scanned_table_without_the_listing(live, tmp_path):
