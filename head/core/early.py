@@ -2,7 +2,7 @@
 
 A run's head spends its first ~0.1-0.2 s importing the app and planning, on one core; a local
 agent takes ~0.06 s from its spawn to its hello (benchmarks/README.md, "Session of 2026-12-03
-(13:50").  Spawned before the plan, the agent is up by the time the first task is sent.
+(13:52").  Spawned before the plan, the agent is up by the time the first task is sent.
 
 Such an agent starts with no slot (see :mod:`lasair_parallel.head.worker.agent`): the head
 does not hold the run's lock yet, and an agent given the slot kills the run's previous agent
