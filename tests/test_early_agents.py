@@ -3,6 +3,7 @@ taken over by the run once it holds the run's lock, harmless when nothing runs."
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import textwrap
@@ -64,6 +65,12 @@ def make_app(root: Path) -> Path:
     return app
 
 
+def pidfile_of(run: Path, label: str) -> Path:
+    """The pid file of the run's agent on host ``label`` (head/worker/agent.py)."""
+    slot = hashlib.sha1(f"{run.resolve()}\0{label}".encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir(), f"lasair-agent-{os.getuid()}-{slot}.pid")
+
+
 def gone(pid: int, within: float = 10.0) -> bool:
     """Whether process ``pid`` has exited (or is a zombie) within ``within`` seconds."""
     deadline = time.monotonic() + within
@@ -106,6 +113,10 @@ def test_a_second_head_on_a_running_run_leaves_its_agent_alone(tmp_path):
             assert time.monotonic() < deadline and first.poll() is None, first.communicate()
             time.sleep(0.05)
         [agent] = map(int, (tmp_path / "first.txt").read_text().split())
+        # the run named itself to its agent once it held the lock: the pid file a next agent
+        # of this run reads (to kill this one, frozen say) names it and its guardian
+        pidfile = pidfile_of(run, "localhost")
+        assert pidfile.read_text().split()[0] == str(agent)
         second = parallel("run", app, "--procs", "1", "-q", "--", "--record",
                           tmp_path / "second.txt", "--wait-for", release, cwd=tmp_path)
         assert second.returncode == 2 and "another head is running" in second.stderr
@@ -113,6 +124,7 @@ def test_a_second_head_on_a_running_run_leaves_its_agent_alone(tmp_path):
         assert other != agent and gone(other)  # the second head's agent exited
         time.sleep(0.5)  # were the first agent killed, its guardian would kill the task now
         assert not gone(agent, within=0)
+        assert pidfile.read_text().split()[0] == str(agent)  # not the second head's agent
         release.touch()
         _, err = first.communicate(timeout=60)
     finally:
@@ -123,6 +135,7 @@ def test_a_second_head_on_a_running_run_leaves_its_agent_alone(tmp_path):
     db = journal(run)
     assert [tuple(r) for r in db.execute("SELECT outcome FROM attempts")] == [("ok",)]
     assert [r[0] for r in db.execute("SELECT event FROM host_events")].count("up") == 1
+    assert not pidfile.exists()  # a clean exit leaves nothing for a next agent to act on
 
 
 def test_an_agent_started_for_a_plan_that_fails_exits_having_written_nothing(tmp_path):
