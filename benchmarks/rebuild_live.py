@@ -125,8 +125,15 @@ def compare(label: str, work: Path, spec: str, env: dict, sep: str, repeat: int,
               flush=True)
 
 
-# setup.cfg's package dirs; scripts/venv.sh compiles the same list for a checkout it installs
-PACKAGE_DIRS = ("lasair_parallel", "head", "tasks", "apps", "csv_to_database")
+def package_dirs(tree: Path) -> list[str]:
+    """The source folders ``tree``'s setup.cfg installs (its ``package_dir``), read from it so
+    the list lives in one place; scripts/venv.sh compiles the same folders."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(tree / "setup.cfg")
+    lines = cfg.get("options", "package_dir", fallback="").splitlines()
+    return sorted({line.split("=", 1)[1].strip() for line in lines if "=" in line})
 
 
 def compile_tree(tree: Path) -> None:
@@ -135,7 +142,7 @@ def compile_tree(tree: Path) -> None:
     modules again (the head, the agent and the task each): the 2026-12-02 10:48 commit's
     "outside tasks" was 1.99 s without its .pyc files and 0.96 s with them (2026-12-03, 06:33
     and 06:41); an explicit compileall writes them whatever that variable says."""
-    dirs = [str(tree / d) for d in PACKAGE_DIRS if (tree / d).is_dir()]
+    dirs = [str(tree / d) for d in package_dirs(tree) if (tree / d).is_dir()]
     subprocess.run([python_of(tree), "-m", "compileall", "-q", *dirs], check=True,
                    stdout=subprocess.DEVNULL)
 
