@@ -7,7 +7,8 @@ table took 0.19 s of its 2.1 s run (connectorx's and pyarrow's imports, the GROU
 ids converted).  SQLite steps through a covering index at ~20 ns an entry (``count(*)`` of the
 1.28M entries: 0.025 s), so a block's end is found by ``LIMIT 1 OFFSET n`` from its start and
 its rows by ``count(*)``: about two walks of the index whatever the number of blocks (0.05-0.07 s
-for that table, ``python benchmarks/rebuild_live.py``).
+for that table, ``python benchmarks/rebuild_live.py``).  The walk itself (``walk_index``) is
+plain SQL, MySQL's too (``mysql_blocks``).
 """
 
 from __future__ import annotations
