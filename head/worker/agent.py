@@ -315,7 +315,7 @@ def _kill_previous(pidfile):
 
 
 class Agent:
-    def __init__(self, procs, heartbeat, fence=None, pidfile=None):
+    def __init__(self, procs, heartbeat, fence=None, slot=None):
         self.procs = procs
         self.heartbeat = heartbeat
         # Tell the guardian we live four times per fence: a healthy agent on a loaded worker
@@ -331,8 +331,6 @@ class Agent:
         self.children_lock = threading.Lock()
         self.timed_out = set()
         self.subreaper = False  # set in main(), after the hello and before any task
-        if pidfile:
-            _kill_previous(pidfile)
         agent_pid = os.getpid()
         self.token = os.urandom(12).hex()  # unique to this agent: no pid reuse can match it
         r, w = os.pipe()
@@ -344,18 +342,15 @@ class Agent:
         self.guardian_pid = pid
         self.guardian_w = w
         self.pidfile = None
-        if pidfile:
-            self._write_pidfile(pidfile)
+        if slot:
+            self.claim(slot)
 
     def claim(self, slot):
-        """Become this run's agent on this host now (an agent the head started before it held
-        the run's lock, ``slot`` then comes as an op before any task): kill the previous agent
-        its pid file names, as a new agent does at start, and write ours."""
+        """Become this run's agent on this host (``slot`` names the run and host: at start, or
+        as an op before any task for an agent the head started before it held the run's
+        lock): kill the previous agent its pid file names, and write ours."""
         pidfile = _pidfile_of(slot)
         _kill_previous(pidfile)
-        self._write_pidfile(pidfile)
-
-    def _write_pidfile(self, pidfile):
         self.pidfile = pidfile
         try:
             with open(pidfile, "w") as f:
@@ -649,9 +644,9 @@ def project_version():
 def main(argv):
     cfg = json.loads(argv[1]) if len(argv) > 1 else {}
     signal.signal(signal.SIGHUP, lambda *a: None)  # a hang-up is seen as EOF on stdin instead
-    pidfile = _pidfile_of(cfg["slot"]) if cfg.get("slot") else None
+    # the slot names the run directory and host label: one pid file each, for the next agent
     Agent(int(cfg.get("procs", 1)), float(cfg.get("heartbeat", 1.0)), cfg.get("fence"),
-          pidfile).main()
+          cfg.get("slot")).main()
 
 
 if __name__ == "__main__":
