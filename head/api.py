@@ -208,40 +208,32 @@ def prepare(work: str | os.PathLike | Sequence[str | Task], workers=None, *,
 
         early = EarlyAgents(hosts, opts.heartbeat, opts.heartbeat_timeout)
     try:
-        return _prepare(work, args, name, run_dir, task_seconds, hosts, opts, workers,
-                        hosts_file, procs, early)
+        app = ref = app_args = ctx = None
+        description = ""
+        if isinstance(work, os.PathLike):
+            tasks = read_task_list(work)
+            name = name or Path(work).stem
+        elif isinstance(work, str):
+            ref, app = load_app(work)
+            name = name or ref.name
+            # An app's tasks import this project on the workers: the same version only.
+            opts = replace(opts, require_version=head_version())
+        else:
+            tasks = _tasks_from_list(work)
+            name = name or "tasks"
+        rdir = Path(run_dir) if run_dir else Path("runs") / name
+        if app is not None:
+            if args and not isinstance(args, (list, tuple)):
+                raise UsageError("args: give the app's options as a list of strings")
+            app_args = parse_app_args(app, ref, args)
+            tasks, ctx, description = _plan(app, ref, app_args, hosts, rdir, task_seconds)
+        elif args:
+            raise UsageError(f"unexpected app arguments {shlex.join(map(str, args))!r} with a "
+                             "task list")
     except BaseException:
         if early is not None:
             early.close()
         raise
-
-
-def _prepare(work: str | os.PathLike | Sequence[str | Task], args: Sequence[str],
-             name: str | None, run_dir: str | os.PathLike | None, task_seconds: float | None,
-             hosts: list[HostSpec], opts: Options, workers, hosts_file: str | None,
-             procs: int | None, early: EarlyAgents | None) -> Prepared:
-    app = ref = app_args = ctx = None
-    description = ""
-    if isinstance(work, os.PathLike):
-        tasks = read_task_list(work)
-        name = name or Path(work).stem
-    elif isinstance(work, str):
-        ref, app = load_app(work)
-        name = name or ref.name
-        # An app's tasks import this project on the workers: the same version only.
-        opts = replace(opts, require_version=head_version())
-    else:
-        tasks = _tasks_from_list(work)
-        name = name or "tasks"
-    rdir = Path(run_dir) if run_dir else Path("runs") / name
-    if app is not None:
-        if args and not isinstance(args, (list, tuple)):
-            raise UsageError("args: give the app's options as a list of strings")
-        app_args = parse_app_args(app, ref, args)
-        tasks, ctx, description = _plan(app, ref, app_args, hosts, rdir, task_seconds)
-    elif args:
-        raise UsageError(f"unexpected app arguments {shlex.join(map(str, args))!r} with a "
-                         "task list")
     return Prepared(tasks=tasks, hosts=hosts, run_dir=rdir, name=name, opts=opts, app=app,
                     app_ref=ref, app_args=app_args, plan_ctx=ctx, description=description,
                     hosts_file=hosts_file or (str(workers) if isinstance(workers, (str, os.PathLike))
