@@ -95,6 +95,16 @@ def agent_pid(run_dir: Path, host: str) -> int:
     return int(detail.split()[-1])
 
 
+def agent_pidfile(run_dir: Path, label: str) -> Path:
+    """The pid file of the run's agent on host ``label``, as head/worker/agent.py names it
+    (the slot: the resolved run directory and the label, as the scheduler's ``_slot``)."""
+    import hashlib
+    import tempfile
+
+    slot = hashlib.sha1(f"{Path(run_dir).resolve()}\0{label}".encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir(), f"lasair-agent-{os.getuid()}-{slot}.pid")
+
+
 def children(pid: int) -> list[int]:
     """PIDs of the live processes whose parent is ``pid``."""
     out = []

@@ -3,14 +3,13 @@ taken over by the run once it holds the run's lock, harmless when nothing runs."
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import textwrap
 import time
 from pathlib import Path
 
-from helpers import journal, parallel, start_parallel
+from helpers import agent_pidfile, journal, parallel, start_parallel, wait_for
 
 APP = '''
     """Records the head's agent processes while it plans; its tasks wait for a file."""
@@ -65,24 +64,13 @@ def make_app(root: Path) -> Path:
     return app
 
 
-def pidfile_of(run: Path, label: str) -> Path:
-    """The pid file of the run's agent on host ``label`` (head/worker/agent.py)."""
-    slot = hashlib.sha1(f"{run.resolve()}\0{label}".encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir(), f"lasair-agent-{os.getuid()}-{slot}.pid")
-
-
-def gone(pid: int, within: float = 10.0) -> bool:
-    """Whether process ``pid`` has exited (or is a zombie) within ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
-            return True
-        time.sleep(0.05)
-    return False
+def exited(pid: int) -> bool:
+    """Whether process ``pid`` has exited (or is a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def test_the_local_agent_comes_up_while_the_app_plans(tmp_path):
@@ -115,15 +103,16 @@ def test_a_second_head_on_a_running_run_leaves_its_agent_alone(tmp_path):
         [agent] = map(int, (tmp_path / "first.txt").read_text().split())
         # the run named itself to its agent once it held the lock: the pid file a next agent
         # of this run reads (to kill this one, frozen say) names it and its guardian
-        pidfile = pidfile_of(run, "localhost")
+        pidfile = agent_pidfile(run, "localhost")
         assert pidfile.read_text().split()[0] == str(agent)
         second = parallel("run", app, "--procs", "1", "-q", "--", "--record",
                           tmp_path / "second.txt", "--wait-for", release, cwd=tmp_path)
         assert second.returncode == 2 and "another head is running" in second.stderr
         [other] = map(int, (tmp_path / "second.txt").read_text().split())
-        assert other != agent and gone(other)  # the second head's agent exited
+        assert other != agent
+        wait_for(lambda: exited(other), timeout=10)  # the second head's agent exited
         time.sleep(0.5)  # were the first agent killed, its guardian would kill the task now
-        assert not gone(agent, within=0)
+        assert not exited(agent)
         assert pidfile.read_text().split()[0] == str(agent)  # not the second head's agent
         release.touch()
         _, err = first.communicate(timeout=60)
@@ -147,7 +136,7 @@ def test_an_agent_started_for_a_plan_that_fails_exits_having_written_nothing(tmp
     assert p.returncode == 2 and "this plan fails on purpose" in p.stderr
     assert "Traceback" not in p.stderr
     [agent] = map(int, record.read_text().split())
-    assert gone(agent)
+    wait_for(lambda: exited(agent), timeout=10)
     pidfiles = {n for n in set(os.listdir(tempfile.gettempdir())) - before
                 if n.startswith("lasair-agent-")}
     assert not pidfiles  # no slot was ever given: nothing for a next agent to read

@@ -3,15 +3,14 @@ agent kills what a frozen previous one left, and a task's ``setsid`` daemon dies
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
-import tempfile
 import time
 from pathlib import Path
 
 from helpers import (
     agent_pid,
+    agent_pidfile,
     cmdline,
     count,
     frozen_host,
@@ -99,9 +98,7 @@ def test_setsid_daemon_of_a_task_dies_with_it_locally(tmp_path):
     assert p.returncode == 0, p.stderr
     wait_for(lambda: processes_with(f"sleep {token}") == [], timeout=5)
     # A clean exit removes the agent's pid file (kept only for a next agent to act on).
-    slot = hashlib.sha1(f"{(tmp_path / 'runs' / 'daemon').resolve()}\0localhost".encode())
-    pidfile = Path(tempfile.gettempdir(), f"lasair-agent-{os.getuid()}-{slot.hexdigest()[:16]}.pid")
-    assert not pidfile.exists()
+    assert not agent_pidfile(tmp_path / "runs" / "daemon", "localhost").exists()
 
 
 def test_setsid_daemon_of_a_task_dies_with_it_over_ssh(sshbed, tmp_path):
