@@ -79,7 +79,9 @@ def agent_command(python: str | None, config: dict, workdir: str | None = None) 
     """
     blob = _agent_blob()
     code = f"import base64,zlib;exec(zlib.decompress(base64.b64decode('{blob}')))"
-    args = f"-u -c {shlex.quote(code)} {shlex.quote(json.dumps(config))}"
+    # -S: no site module (its .pth files cost 2-16 ms before the hello; the agent needs only
+    # the standard library and finds its version without it: agent.search_path).
+    args = f"-S -u -c {shlex.quote(code)} {shlex.quote(json.dumps(config))}"
     if python is None:
         from lasair_parallel.head.version import head_version, venv_dir
 

@@ -31,7 +31,6 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -585,7 +584,7 @@ class Agent:
             pass
 
     def main(self):
-        self.send({"ev": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "hostname": socket.gethostname(),
+        self.send({"ev": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "hostname": os.uname().nodename,
                    "cores": os.cpu_count(), "python": sys.version.split()[0],
                    "executable": sys.executable, "cwd": os.getcwd(), "memfree": _memfree(), "load": _load(),
                    "disk_free": _disk_free(), "version": project_version()})
@@ -610,14 +609,15 @@ class Agent:
         self.shutdown()
 
 
-def project_version():
+def project_version(path=None):
     """The lasair-parallel version installed for this interpreter, if any (for deploy checks).
 
-    Read from the first ``*.dist-info``/``*.egg-info`` folder of that name on sys.path, the
-    folders importlib.metadata would find first: importing importlib.metadata took 14-35 ms
-    of each agent's start (python -X importtime on a worker), ahead of its hello.
+    Read from the first ``*.dist-info``/``*.egg-info`` folder of that name on ``path``
+    (default: where this interpreter imports from, ``search_path``), the folders
+    importlib.metadata would find first: importing importlib.metadata took 14-35 ms of each
+    agent's start (python -X importtime on a worker), ahead of its hello.
     """
-    for entry in sys.path:
+    for entry in search_path() if path is None else path:
         try:
             names = sorted(os.listdir(entry or "."))
         except OSError:
@@ -639,6 +639,53 @@ def project_version():
             except OSError:
                 pass
     return None
+
+
+def search_path():
+    """sys.path, with the site-packages folders ``site`` would add when it is not run.
+
+    The agent runs under ``python -S`` (``transport.agent_command``): site's .pth files cost
+    2-3 ms of a plain venv's start and 16 ms of an editable install's (its import finder pulls
+    in pathlib and importlib.util; ``python -X importtime``), all before the hello, and the
+    agent imports only the standard library.  The folders are listed here as site.main()
+    would order them: a venv's own, then the user's (unless a venv hides the system's), then
+    the system's.  Under -S, importing site adds nothing to sys.path.
+    """
+    if not sys.flags.no_site:
+        return sys.path
+    import site
+
+    # A venv is found as site.venv finds it: pyvenv.cfg beside the interpreter or one folder
+    # up; under -S nothing has set sys.prefix to it yet.
+    bin_dir = os.path.dirname(os.path.abspath(sys.executable))
+    venv = os.path.dirname(bin_dir)
+    cfg = next((os.path.join(d, "pyvenv.cfg") for d in (bin_dir, venv)
+                if os.path.isfile(os.path.join(d, "pyvenv.cfg"))), None)
+    folders = []
+    sees_system = True
+    if cfg is not None:
+        libs = dict.fromkeys([getattr(sys, "platlibdir", "lib"), "lib"])
+        ver = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        folders += [os.path.join(venv, lib, ver, "site-packages") for lib in libs]
+        sees_system = _cfg_value(cfg, "include-system-site-packages", "false") == "true"
+    if sees_system:
+        if site.check_enableusersite():
+            folders.append(site.getusersitepackages())
+        folders += site.getsitepackages([sys.base_prefix, sys.base_exec_prefix])
+    return sys.path + [f for f in dict.fromkeys(folders) if f not in sys.path]
+
+
+def _cfg_value(path, key, default):
+    """One ``key = value`` of a pyvenv.cfg, lowercased (as site.venv reads it), or ``default``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                name, eq, value = line.partition("=")
+                if eq and name.strip().lower() == key:
+                    return value.strip().lower()
+    except OSError:
+        pass
+    return default
 
 
 def main(argv):
