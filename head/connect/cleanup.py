@@ -41,7 +41,9 @@ def remove_command(spec: HostSpec, run_dir: Path, run_name: str) -> str:
 def clean_workers(specs: list[HostSpec], run_dir: Path, run_name: str,
                   ssh_config: str | None = None, verify_host_keys: bool = True) -> list[Cleaned]:
     """Remove the run's folder on every SSH worker without the head's files."""
-    from lasair_parallel.head.connect.sshclient import connect
+    from lasair_parallel.head.connect.pssh_import import client_module
+
+    connect = client_module().connect
     from lasair_parallel.head.core.failures import describe_error
 
     done = []

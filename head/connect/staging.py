@@ -63,7 +63,9 @@ class Stager:
 
     def _conn(self):
         if self._client is None:
-            from lasair_parallel.head.connect.sshclient import connect
+            from lasair_parallel.head.connect.pssh_import import client_module
+
+            connect = client_module().connect
 
             self._client = connect(self.target, self.opts.verify_host_keys)
         return self._client

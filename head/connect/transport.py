@@ -66,7 +66,9 @@ def _agent_blob() -> str:
 def warm_ssh() -> None:
     """Import the SSH client's modules (parallel-ssh, ssh2-python: ~25 ms) and make the
     agent's blob, ahead of the first connection: a run does it while its ``ssh -G`` run."""
-    import lasair_parallel.head.connect.sshclient  # noqa: F401
+    from lasair_parallel.head.connect.pssh_import import client_module
+
+    client_module()
 
     _agent_blob()
 
@@ -423,7 +425,9 @@ class SSHConnection(Connection):
         self.chan = None
 
     def _open(self) -> None:
-        from lasair_parallel.head.connect.sshclient import connect
+        from lasair_parallel.head.connect.pssh_import import client_module
+
+        connect = client_module().connect
 
         t0 = time.monotonic()
         self.client = connect(self.target, self.verify_host_key, self.connect_timeout)

@@ -221,7 +221,9 @@ def install_script(spec: HostSpec, version: str, wheel: str, deps: str, system_s
 
 def _run_ssh(spec: HostSpec, target, script: str, files: list[Path],
              verify: bool) -> tuple[int, str, str]:
-    from lasair_parallel.head.connect.sshclient import connect
+    from lasair_parallel.head.connect.pssh_import import client_module
+
+    connect = client_module().connect
 
     client = connect(target, verify)
     try:
