@@ -40,3 +40,28 @@ def test_an_agent_of_another_version_is_refused_in_one_line(tmp_path):
     assert p.returncode == 1
     assert "speaks protocol 999, this head " + str(protocol.PROTOCOL_VERSION) in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def imports_of(cmd: str) -> set[str]:
+    """Modules a shell command's python imports (its ``-X importtime`` lines on stderr)."""
+    import re
+
+    p = subprocess.run(["/bin/sh", "-c", cmd], input=b"", capture_output=True, timeout=30)
+    return set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", p.stderr.decode(),
+                          re.MULTILINE))
+
+
+def test_the_agent_starts_without_pth_files_typing_or_socket():
+    """What the agent imports as the head starts it (``-S``, agent_command): the standard
+    library it needs; not what site's .pth files import (this venv's editable install: its
+    finder, 2-16 ms), typing (the protocol's typed dicts stay behind, ~2.6 ms) or socket."""
+    from lasair_parallel.head.connect.transport import agent_command
+
+    plain = imports_of(f"{sys.executable} -X importtime -c pass")
+    from_pth = {m for m in plain if m.startswith(("__editable__", "_distutils_hack"))}
+    assert from_pth  # the premise: this venv's site runs .pth files that import modules
+    cmd = agent_command(sys.executable, {"procs": 1, "heartbeat": 5})
+    imported = imports_of(cmd.replace(" -S ", " -S -X importtime ", 1))
+    assert {"json", "subprocess"} <= imported  # the parse found the agent's imports
+    unwanted = from_pth | {"typing", "socket"}
+    assert not imported & unwanted, imported & unwanted

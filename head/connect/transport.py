@@ -43,12 +43,13 @@ class ProtocolMismatch(HostDown):
 
 
 def agent_source() -> str:
-    """The agent as one program: its source with the protocol module's pasted in."""
+    """The agent as one program: its source with the protocol module's names pasted in."""
     from importlib.util import find_spec
 
     # The files, found without importing (running) them: ~3 ms at every run's start.
     agent = Path(find_spec("lasair_parallel.head.worker.agent").origin).read_text()
     protocol = Path(find_spec("lasair_parallel.tasks.protocol").origin).read_text()
+    protocol = protocol[:protocol.index("# <messages>")]  # the names, not the typed dicts
     lines = agent.splitlines(keepends=True)
     start = next(i for i, line in enumerate(lines) if "# <protocol>" in line)
     end = next(i for i in range(start, len(lines)) if lines[i].rstrip().endswith(")"))
