@@ -25,6 +25,11 @@ class ConnectError(UsageError):
     """No database host could be reached or the login was refused."""
 
 
+class HostsUnavailable(ConnectError):
+    """Every host was down or not ready (e.g. no Galera node in the primary component) for the
+    whole connect window: worth retrying later, unlike a refused login."""
+
+
 class RefusedFileRequest(ConnectError):
     """The server asked for a local file the loader did not ask to send (see guard.py)."""
 

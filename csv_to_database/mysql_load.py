@@ -10,7 +10,12 @@ import time
 from collections.abc import Callable
 
 import pymysql
-from lasair_parallel.csv_to_database.errors import RefusedFileRequest, ShardError, UsageError
+from lasair_parallel.csv_to_database.errors import (
+    HostsUnavailable,
+    RefusedFileRequest,
+    ShardError,
+    UsageError,
+)
 from lasair_parallel.csv_to_database.ledger import Ledger
 from lasair_parallel.csv_to_database.schema import mysql_columns
 from lasair_parallel.csv_to_database.shard import (
@@ -57,6 +62,10 @@ class MySQLLoader:
         self.conn = None
         self.ledger = Ledger("mysql")
         self.columns: dict[str, Column] = {}
+        # Set when a shard spent its whole backoff finding no usable host: the next shards of
+        # this worker then try one connect round each, so a database that stays down fails
+        # the rest of the run in seconds, not ATTEMPTS' ~32 s per shard.
+        self.unavailable = False
 
     # -- connection -------------------------------------------------------------------------
     def connect(self) -> None:
@@ -110,6 +119,7 @@ class MySQLLoader:
                     if self.ledger.decide(shard, entry, self.reload) == "skip":
                         shard.rows = entry.nrows
                         return "skipped"
+                    self.unavailable = False
                     if source is None:
                         source = self._source(shard, progress)
                     return self._load_once(shard, source[0])
@@ -126,6 +136,17 @@ class MySQLLoader:
                                          "nothing of this shard was committed; rerun") from None
                     if code in NODE_DOWN_CODES or not isinstance(e, pymysql.err.OperationalError):
                         self.host += 1  # this node is gone: fail over to the next one
+                    self.close()
+                    time.sleep(min(0.25 * 2 ** attempt, 32))
+                except HostsUnavailable as e:
+                    # Every node down or out of the primary component for connect_mysql's ~1 s
+                    # window: a Galera view change after a node's death takes up to
+                    # evs.inactive_timeout (15 s by default), so wait within this shard's backoff
+                    # instead of failing it. connect_mysql already went round every host.
+                    if attempt + 1 == ATTEMPTS or self.unavailable:
+                        self.unavailable = True
+                        raise ShardError(shard.path, None, f"database unavailable: {e}",
+                                         "nothing of this shard was committed; rerun") from None
                     self.close()
                     time.sleep(min(0.25 * 2 ** attempt, 32))
                 except pymysql.err.MySQLError as e:  # DataError, IntegrityError, ...: the data

@@ -23,7 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
-from lasair_parallel.csv_to_database.errors import ConnectError, RefusedFileRequest, UsageError
+from lasair_parallel.csv_to_database.errors import (
+    ConnectError,
+    HostsUnavailable,
+    RefusedFileRequest,
+    UsageError,
+)
 from lasair_parallel.csv_to_database.tls import TLS, tls_options
 
 MYSQL_SCHEMES = ("mysql", "mysql+pymysql", "mariadb", "mariadb+pymysql")
@@ -234,7 +239,8 @@ def connect_mysql(target: Target, creds: Credentials, start: int = 0, attempts: 
     ``init_sql``, or are not in Galera's primary component are skipped. The connection is a
     :class:`GuardedConnection`: it sends no local file unless the loader allows that one file
     (``local_infile`` only advertises the capability), and speaks TLS as the URL or option
-    file ask. Raises :class:`ConnectError` (bad login, unknown database, every host down) or
+    file ask. Raises :class:`ConnectError` (bad login, unknown database),
+    :class:`HostsUnavailable` (every host down or not ready, ``attempts`` rounds) or
     :class:`RefusedFileRequest` (a server asked for a file: no other host is tried).
     """
     import pymysql  # local import: SQLite-only use never needs it
@@ -288,7 +294,7 @@ def connect_mysql(target: Target, creds: Credentials, start: int = 0, attempts: 
             last = f"{where}: Galera node not ready (not in the primary component)"
         if rnd + 1 < attempts:
             time.sleep(1.0)  # a Galera view change takes ~1-3 s with the usual timeouts
-    raise ConnectError(f"cannot connect to {target.display()}: {last} "
+    raise HostsUnavailable(f"cannot connect to {target.display()}: {last} "
                        "(check --db and that the server is running)")
 
 
