@@ -36,6 +36,7 @@ EVENTS = """CREATE TABLE events (id BIGINT AUTO_INCREMENT PRIMARY KEY,
 
 def test_load_through_one_node_read_through_another(galera_cluster, tmp_path):
     g = galera_cluster
+    g.wait_synced()
     g.create_database("g_basic")
     total = write_events(tmp_path / "s", 4, 2000)
     url = g.url("g_basic", order=[0, 1, 2])
@@ -52,6 +53,7 @@ def test_load_through_one_node_read_through_another(galera_cluster, tmp_path):
 
 def test_first_node_down_before_the_run_is_skipped(galera_cluster, tmp_path):
     g = galera_cluster
+    g.wait_synced()
     g.create_database("g_down")
     write_events(tmp_path / "s", 2, 100)
     # a dead address first in the list: the loader moves on to a live node
@@ -64,6 +66,7 @@ def test_first_node_down_before_the_run_is_skipped(galera_cluster, tmp_path):
 
 def test_node_killed_mid_load_fails_over_and_loads_every_row_once(galera_cluster, tmp_path):
     g = galera_cluster
+    g.wait_synced()  # all three Synced: the kill then leaves a primary pair
     g.create_database("g_kill")
     nshards, nrows = 12, 20000
     total = write_events(tmp_path / "s", nshards, nrows)
@@ -84,7 +87,7 @@ def test_node_killed_mid_load_fails_over_and_loads_every_row_once(galera_cluster
     assert state is not None and state[0] < nshards
     victim.stop(signal.SIGKILL)
     out, err = proc.communicate(timeout=150)
-    assert proc.returncode == 0, out + err
+    assert proc.returncode == 0, f"{out}{err}\ncluster after the kill: {g.status()}"
     assert f"shards: {nshards} total" in out and "0 failed" in out
     # (a shard whose commit reached the cluster just before the kill is "skipped" on retry)
     assert _state(reader, "g_kill") == (nshards, total, total)

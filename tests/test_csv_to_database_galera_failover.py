@@ -75,6 +75,7 @@ class DroppingProxy:
                                      b"SET SESSION max_error_count"])
 def test_node_dropping_the_readiness_query_is_failed_over(galera_cluster, tmp_path, trigger):
     g = galera_cluster
+    g.restore_primary()  # the kill test ran first: see GaleraCluster.restore_primary
     live = g.alive_nodes()  # two or three: the kill test of test_csv_to_database_galera ran
     db = g.create_database("g_drop_" + trigger.split()[-1].strip(b"'").decode())
     total = write_events(tmp_path / "s", 3, 500)
@@ -98,6 +99,7 @@ def test_node_frozen_during_the_readiness_query_is_failed_over(galera_cluster, t
     from lasair_parallel.csv_to_database.targets import READY_TIMEOUT
 
     g = galera_cluster
+    g.restore_primary()  # the kill test ran first: see GaleraCluster.restore_primary
     live = g.alive_nodes()
     db = g.create_database("g_frozen")
     total = write_events(tmp_path / "s", 2, 200)
